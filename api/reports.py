@@ -1,0 +1,105 @@
+"""The native JSON API for residents' reports (thin: parse, call the service, answer)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from pipeline import intake, tasks
+from pipeline.context import Context
+from pipeline.errors import PhotoTooLarge
+from pipeline.types import Case
+
+router = APIRouter()
+CHUNK = 1 << 20
+
+
+def _ctx(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+async def _read_limited(upload: UploadFile, limit: int) -> bytes:
+    chunks, size = [], 0
+    while chunk := await upload.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PhotoTooLarge(f"the photo is over the {limit}-byte limit", field="photo")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def public_view(case: Case) -> dict[str, Any]:
+    """A case as anyone may see it: no contact details."""
+    body = case.model_dump(mode="json")
+    body["report"].pop("contact_name", None)
+    body["report"].pop("contact_email", None)
+    return body
+
+
+@router.post("/api/v1/reports", status_code=202, tags=["reports"])
+async def create_report(
+    request: Request,
+    photo: Annotated[UploadFile, File(description="JPEG, PNG or WebP photo of the problem")],
+    lat: Annotated[str | None, Form()] = None,
+    lon: Annotated[str | None, Form()] = None,
+    heading: Annotated[str | None, Form(description="compass heading of the camera, 0-360")] = None,
+    accuracy_m: Annotated[str | None, Form()] = None,
+    description: Annotated[str | None, Form()] = None,
+    category: Annotated[str | None, Form(description="service code, e.g. pothole")] = None,
+    anonymous: Annotated[str | None, Form()] = None,
+    name: Annotated[str | None, Form()] = None,
+    email: Annotated[str | None, Form()] = None,
+    pitch_deg: Annotated[str | None, Form()] = None,
+    roll_deg: Annotated[str | None, Form()] = None,
+    camera_height_m: Annotated[str | None, Form()] = None,
+) -> dict[str, Any]:
+    """Accept a photo report; it is processed in the background (poll its url)."""
+    ctx = _ctx(request)
+    data = await _read_limited(photo, ctx.settings.max_upload_bytes)
+    form = intake.ReportForm(
+        lat=lat,
+        lon=lon,
+        heading=heading,
+        accuracy_m=accuracy_m,
+        description=description,
+        category=category,
+        anonymous=anonymous,
+        name=name,
+        email=email,
+        pitch_deg=pitch_deg,
+        roll_deg=roll_deg,
+        camera_height_m=camera_height_m,
+    )
+    case_id = await run_in_threadpool(intake.submit, ctx, data, form)
+    queued = await run_in_threadpool(tasks.enqueue, case_id)
+    return {
+        "id": case_id,
+        "status": "received",
+        "queued": queued,
+        "url": str(request.url_for("get_report", case_id=case_id)),
+    }
+
+
+@router.get("/api/v1/reports/{case_id}", tags=["reports"], name="get_report")
+async def get_report(request: Request, case_id: str) -> dict[str, Any]:
+    """One case with its findings, place, routing and history."""
+    case = await run_in_threadpool(_ctx(request).store.get, case_id)
+    return public_view(case)
+
+
+@router.get("/api/v1/services", tags=["reports"])
+async def list_services(request: Request) -> list[dict[str, Any]]:
+    """What residents can report in this city."""
+    return [
+        {"code": s.code, "name": s.name, "group": s.group, "description": s.description}
+        for s in _ctx(request).city.services
+    ]
+
+
+@router.get("/healthz", tags=["operations"])
+async def health(request: Request) -> dict[str, Any]:
+    """Liveness plus a cheap check of the case store."""
+    n = await run_in_threadpool(_ctx(request).store.count)
+    return {"status": "ok", "cases": n}

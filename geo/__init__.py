@@ -1,0 +1,1 @@
+"""Coordinates to places: city layers, CRS handling, object location, spatial indexes."""

@@ -1,0 +1,1 @@
+"""Report to case: domain types, processing, routing, stores, tasks, settings and the CLI."""

@@ -1,0 +1,75 @@
+"""The components one process needs, built lazily from Settings (nothing connects at import)."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from pipeline.city import CityPack, load_city_pack
+from pipeline.errors import ConfigError
+from pipeline.media import LocalMediaStore, MediaStore
+from pipeline.registry import ModelVersion, served_detector
+from pipeline.settings import Settings
+from pipeline.store import SqlCaseStore
+
+if TYPE_CHECKING:
+    from geo.layers import CityGeo
+    from vision.detector import Detector
+
+
+class Context:
+    """Settings plus the stores, city and detector built from them on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    @cached_property
+    def store(self) -> SqlCaseStore:
+        """The case store."""
+        return SqlCaseStore(self.settings.database_url)
+
+    @cached_property
+    def media(self) -> MediaStore:
+        """The photo store."""
+        assert self.settings.media_dir is not None
+        return LocalMediaStore(self.settings.media_dir)
+
+    @cached_property
+    def city(self) -> CityPack:
+        """The active city pack."""
+        return load_city_pack(self.settings.city_dir)
+
+    @cached_property
+    def geo(self) -> CityGeo:
+        """The city's layers, indexed (a compact cache is kept in cache_dir)."""
+        from geo.errors import GeoError
+        from geo.layers import load_city
+
+        with self._lock:
+            try:
+                return load_city(self.city.spec, self.settings.data_dir, self.settings.cache_dir)
+            except GeoError as exc:
+                raise ConfigError(
+                    f"city {self.city.slug}: its layers could not be loaded from "
+                    f"{self.settings.data_dir} ({exc}); set STREETLENS_DATA_DIR"
+                ) from exc
+
+    @cached_property
+    def model(self) -> ModelVersion:
+        """The served detector version."""
+        return served_detector(self.settings.models_dir)
+
+    @cached_property
+    def detector(self) -> Detector:
+        """The served detector, running from its ONNX export."""
+        from vision.detector import OnnxSegDetector
+        from vision.errors import ModelUnavailable
+
+        m = self.model
+        with self._lock:
+            try:
+                return OnnxSegDetector(m.onnx, m.class_names, conf=self.settings.detector_conf)
+            except ModelUnavailable as exc:
+                raise ConfigError(f"detector {m.version}: {exc}") from exc

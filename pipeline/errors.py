@@ -1,0 +1,67 @@
+"""Errors of the pipeline: the one root the API maps to HTTP answers.
+
+`vision` and `geo` sit below the pipeline and may not import it, so they have roots of their
+own (`VisionError`, `GeoError`); the pipeline turns theirs into these at its boundary, the way
+httpx wraps its transport's errors.
+"""
+
+from __future__ import annotations
+
+
+class StreetLensError(Exception):
+    """Root of every error the pipeline raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidReport(StreetLensError, ValueError):
+    """A report field is missing, malformed or out of range."""
+
+    code = "invalid_report"
+
+
+class PhotoRejected(StreetLensError, ValueError):
+    """The upload is not a usable photo (not an image, truncated, empty, too large)."""
+
+    code = "photo_rejected"
+
+
+class PhotoTooLarge(PhotoRejected):
+    """The upload is larger than the configured limit."""
+
+    code = "photo_too_large"
+
+
+class OutsideJurisdiction(StreetLensError, ValueError):
+    """The report's location is outside the city's boundary."""
+
+    code = "outside_jurisdiction"
+
+
+class LocationMissing(StreetLensError, ValueError):
+    """Neither the form nor the photo's EXIF says where the problem is."""
+
+    code = "location_missing"
+
+
+class CaseNotFound(StreetLensError, LookupError):
+    """No case has that id."""
+
+    code = "not_found"
+
+
+class StoreUnavailable(StreetLensError, ConnectionError):
+    """The case store, photo store or queue cannot be reached right now."""
+
+    code = "unavailable"
+
+
+class ConfigError(StreetLensError, RuntimeError):
+    """A setting, city pack or model file is missing or wrong."""
+
+    code = "config_error"

@@ -1,0 +1,177 @@
+"""Accepting a report: validate everything first, then store the photo and the case."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from pipeline.context import Context
+from pipeline.errors import (
+    InvalidReport,
+    LocationMissing,
+    OutsideJurisdiction,
+    PhotoRejected,
+    PhotoTooLarge,
+)
+from pipeline.media import sha256_hex
+from pipeline.types import Report
+
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+
+
+@dataclass
+class ReportForm:
+    """The fields of an upload as they arrived (strings from a form, or None)."""
+
+    lat: str | float | None = None
+    lon: str | float | None = None
+    heading: str | float | None = None
+    accuracy_m: str | float | None = None
+    description: str | None = None
+    category: str | None = None
+    anonymous: str | bool | None = None
+    name: str | None = None
+    email: str | None = None
+    pitch_deg: str | float | None = None
+    roll_deg: str | float | None = None
+    camera_height_m: str | float | None = None
+
+
+def parse_number(field: str, raw: str | float | None, lo: float, hi: float) -> float | None:
+    """A finite number within [lo, hi], or None when absent; InvalidReport otherwise."""
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidReport(
+            f"{field} must be a number, got {str(raw)[:40]!r}", field=field
+        ) from None
+    if not math.isfinite(value):
+        raise InvalidReport(f"{field} must be a finite number, got {raw!r}", field=field)
+    if not lo <= value <= hi:
+        raise InvalidReport(f"{field} must be between {lo} and {hi}, got {value}", field=field)
+    return value
+
+
+def parse_bool(field: str, raw: str | bool | None, default: bool) -> bool:
+    """true/false/1/0/yes/no/on/off, or the default when absent."""
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise InvalidReport(f"{field} must be true or false, got {raw[:20]!r}", field=field)
+
+
+def build_report(ctx: Context, data: bytes, form: ReportForm) -> tuple[Report, int]:
+    """Validate the photo and the fields; return the report to store and the photo's size."""
+    from vision.errors import ImageRejected
+    from vision.image import decode
+
+    s = ctx.settings
+    lat = parse_number("lat", form.lat, -90, 90)
+    lon = parse_number("lon", form.lon, -180, 180)
+    if (lat is None) != (lon is None):
+        raise InvalidReport("lat and lon go together: send both or neither", field="lat")
+    heading = parse_number("heading", form.heading, 0, 360)
+    accuracy = parse_number("accuracy_m", form.accuracy_m, 0, 100_000)
+    pose = {
+        k: v
+        for k, v in (
+            ("pitch_deg", parse_number("pitch_deg", form.pitch_deg, -90, 90)),
+            ("roll_deg", parse_number("roll_deg", form.roll_deg, -90, 90)),
+            ("height_m", parse_number("camera_height_m", form.camera_height_m, 0.2, 5)),
+        )
+        if v is not None
+    }
+    description = (form.description or "").strip()
+    if len(description) > s.max_description_chars:
+        raise InvalidReport(
+            f"description is {len(description)} characters; the limit is {s.max_description_chars}",
+            field="description",
+        )
+    category = (form.category or "").strip() or None
+    if category is not None and ctx.city.service(category) is None:
+        codes = ", ".join(sv.code for sv in ctx.city.services)
+        raise InvalidReport(
+            f"unknown category {category[:40]!r}; use one of: {codes}", field="category"
+        )
+    anonymous = parse_bool("anonymous", form.anonymous, default=not (form.name or form.email))
+
+    if not data:
+        raise PhotoRejected(
+            "the photo is empty (0 bytes): attach a JPEG, PNG or WebP photo", field="photo"
+        )
+    if len(data) > s.max_upload_bytes:
+        raise PhotoTooLarge(
+            f"the photo is {len(data)} bytes; the limit is {s.max_upload_bytes}", field="photo"
+        )
+    try:
+        # A small decode checks every byte of the file (truncation included) cheaply.
+        img = decode(
+            data, max_pixels=s.max_pixels, max_bytes=s.max_upload_bytes, target_long_side=256
+        )
+    except ImageRejected as exc:
+        raise PhotoRejected(str(exc), field="photo") from exc
+
+    source = "device"
+    cap = img.capture
+    if lat is None and cap.gps_lat is not None:
+        lat, lon, source = cap.gps_lat, cap.gps_lon, "exif"
+        accuracy = accuracy if accuracy is not None else cap.gps_accuracy_m
+        heading = heading if heading is not None else cap.gps_heading_deg
+    if lat is None or lon is None:
+        raise LocationMissing(
+            "say where the problem is: send lat and lon, or a photo with GPS in its EXIF",
+            field="lat",
+        )
+    if not ctx.geo.contains(lat, lon):
+        raise OutsideJurisdiction(
+            f"({lat:.6f}, {lon:.6f}) is outside {ctx.city.name}; report it to the city it is in",
+            field="lat",
+        )
+    try:
+        report = Report(
+            photo_sha256=sha256_hex(data),
+            photo_content_type=CONTENT_TYPES.get(img.format, "application/octet-stream"),
+            lat=lat,
+            lon=lon,
+            accuracy_m=accuracy,
+            heading_deg=heading,
+            location_source=source,
+            description=description,
+            category=category,
+            anonymous=anonymous,
+            contact_name=None if anonymous else form.name,
+            contact_email=None if anonymous else form.email,
+            device_pose=pose or None,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "report"
+        raise InvalidReport(f"{where}: {first['msg']}", field=where) from None
+    return report, len(data)
+
+
+def submit(ctx: Context, data: bytes, form: ReportForm, *, by: str = "resident") -> str:
+    """Store the photo and a `received` case; on any failure leave neither behind."""
+    report, size = build_report(ctx, data, form)
+    ctx.media.put(data, report.photo_content_type)
+    try:
+        return ctx.store.create_case(report, size, by=by)
+    except Exception:
+        # No orphan photo: remove it unless another case already refers to it.
+        # When the store itself is down this check fails too; the photo then waits for the
+        # sweeper, since deleting it blind could break another case that shares it.
+        with contextlib.suppress(Exception):
+            if not ctx.store.photo_in_use(report.photo_sha256):
+                ctx.media.delete(report.photo_sha256)
+        raise

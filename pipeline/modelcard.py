@@ -1,0 +1,135 @@
+"""Register a trained detector: weights, ONNX export, per-source metrics, card, registry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+
+def register_run(
+    *,
+    run_dir: Path,
+    version: str,
+    models_dir: Path,
+    cache_dir: Path,
+    data_dir: Path,
+    sources_manifest: Path,
+    imgsz: int,
+    serve: bool,
+) -> Path:
+    """Export, evaluate and record one training run as `models/detector/<version>/`."""
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    from vision.dataset import load_sources
+    from vision.evaluate import evaluate_sources
+    from vision.train import export_onnx, prepare_ultralytics
+
+    prepare_ultralytics(cache_dir / "ultralytics")
+    weights = run_dir / "weights" / "best.pt"
+    if not weights.exists():
+        weights = run_dir / "weights" / "last.pt"
+    out = models_dir / "detector" / version
+    out.mkdir(parents=True, exist_ok=True)
+    dest = out / "weights.pt"
+    shutil.copyfile(weights, dest)
+    strip_optimizer(str(dest))  # an interrupted run's weights still carry the optimizer
+    print(f"exporting {dest} to ONNX", file=sys.stderr)
+    export_onnx(dest, imgsz, out / "model.onnx")
+
+    classes, sources = load_sources(sources_manifest, data_dir)
+    print("evaluating per source (val splits)", file=sys.stderr)
+    metrics = evaluate_sources(dest, classes, sources, cache_dir / "eval" / version, imgsz=imgsz)
+    train_args = yaml.safe_load((run_dir / "args.yaml").read_text())
+    epochs_done = _epochs_done(run_dir)
+    (out / "meta.yaml").write_text(
+        yaml.safe_dump({"class_names": classes, "imgsz": imgsz, "conf": 0.25}, sort_keys=False)
+    )
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "card.md").write_text(_card(version, classes, sources, metrics, train_args, epochs_done))
+
+    reg_path = models_dir / "registry.yaml"
+    reg = yaml.safe_load(reg_path.read_text()) if reg_path.exists() else {}
+    det = reg.setdefault("detector", {})
+    versions = det.setdefault("versions", {})
+    versions[version] = {
+        "path": f"detector/{version}",
+        "created": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "architecture": train_args.get("model"),
+        "imgsz": imgsz,
+        "epochs": epochs_done,
+        "training_data": [{"name": s.name, "licence": s.licence} for s in sources],
+        "metrics": _headline(metrics),
+    }
+    if serve or "served" not in det:
+        det["served"] = version
+    reg_path.write_text(yaml.safe_dump(reg, sort_keys=False, allow_unicode=True))
+    print(f"registered detector {version} in {reg_path}", file=sys.stderr)
+    return out
+
+
+def _epochs_done(run_dir: Path) -> int:
+    results = run_dir / "results.csv"
+    if not results.exists():
+        return 0
+    return max(0, len(results.read_text().strip().splitlines()) - 1)
+
+
+def _headline(metrics: dict) -> dict[str, float]:
+    head = {}
+    for name, m in metrics.items():
+        for key in ("mask_map50", "box_map50", "false_alarm_rate"):
+            if key in m:
+                head[f"{name}.{key}"] = round(float(m[key]), 4)
+    return head
+
+
+def _card(version, classes, sources, metrics, train_args, epochs_done) -> str:
+    rows = []
+    for name, m in metrics.items():
+        if "false_alarm_rate" in m:
+            rows.append(
+                f"| {name} | {m['images']} | — | — | — | — | {m['images_with_detections']} photos "
+                f"with a detection ({m['false_alarm_rate']:.1%}) |"
+            )
+        else:
+            rows.append(
+                f"| {name} | {m['images']} | {m['box_map50']:.3f} | {m['box_map50_95']:.3f} | "
+                f"{m['mask_map50']:.3f} | {m['mask_map50_95']:.3f} | P {m['box_precision']:.2f} / "
+                f"R {m['box_recall']:.2f} |"
+            )
+    data = "\n".join(f"- **{s.name}** — {s.licence}. {s.attribution}" for s in sources)
+    return f"""# Detector {version}
+
+Segmentation detector for {", ".join(classes)}: ultralytics `{train_args.get("model")}` trained
+from scratch (no hub weights) by `streetlens train`, {epochs_done} epoch(s) of
+{train_args.get("epochs")} planned, at {train_args.get("imgsz")} px,
+batch {train_args.get("batch")},
+on CPU. Served from its ONNX export (`model.onnx`) by ONNX Runtime.
+
+## Evaluation (val split of each source, conf 0.25 for the negatives)
+
+| source | val photos | box mAP50 | box mAP50-95 | mask mAP50 | mask mAP50-95 | notes |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Graffiti labels are boxes: they train as 4-point polygons, so graffiti "masks" are boxes and its
+mask mAP measures box-shaped masks. Negatives (facades, cracks) have no label files' objects.
+
+## Training data (read in place from the data directory, never copied)
+
+{data}
+
+The graffiti set's licence is not stated by its publisher: a city deploying this model should
+clear it or retrain on its own crew-verified photos.
+
+## Limits
+
+Trained briefly on a 2-core CPU; expect misses on photos unlike the training sets (night,
+rain, unusual angles). Every detection is reviewed by a person (`needs_review`) before a crew
+is sent.
+"""

@@ -1,0 +1,171 @@
+"""Processing one report: pixels → findings → place → category, severity, routing."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import UTC, datetime
+
+import numpy as np
+
+from pipeline import triage
+from pipeline.context import Context
+from pipeline.errors import PhotoRejected
+from pipeline.types import Case, Finding, MeasurementOut, Report
+
+log = logging.getLogger(__name__)
+
+# Statuses from which processing (re)starts; any other means the work is already done.
+PROCESSABLE = {"received", "processing", "failed"}
+SURFACE = {"graffiti": "wall"}  # everything else lies on the ground plane
+
+
+def _fix(report: Report, capture: object):  # -> geo.types.Fix
+    from geo.types import Fix
+
+    assert report.lat is not None and report.lon is not None
+    # Phones report ~5 m outdoors; EXIF without an accuracy tag is assumed worse.
+    accuracy = report.accuracy_m
+    if accuracy is None:
+        accuracy = 10.0 if report.location_source == "exif" else 8.0
+    return Fix(
+        lat=report.lat,
+        lon=report.lon,
+        accuracy_m=accuracy,
+        source=report.location_source or "device",
+        heading_deg=report.heading_deg,
+    )
+
+
+def _pose(report: Report):  # -> vision.measure.Pose
+    from vision.measure import Pose
+
+    if not report.device_pose:
+        return Pose.default()
+    base = Pose.default()
+    p = report.device_pose
+    # Sensor readings from the app are good to a few degrees; height is still a guess.
+    return dataclasses.replace(
+        base,
+        pitch_deg=p.get("pitch_deg", base.pitch_deg),
+        roll_deg=p.get("roll_deg", base.roll_deg),
+        height_m=p.get("height_m", base.height_m),
+        pitch_sigma_deg=3.0 if "pitch_deg" in p else base.pitch_sigma_deg,
+        roll_sigma_deg=3.0 if "roll_deg" in p else base.roll_sigma_deg,
+        height_sigma_m=0.1 if "height_m" in p else base.height_sigma_m,
+        source="device",
+    )
+
+
+def _measurement_out(m: object) -> MeasurementOut:
+    d = dataclasses.asdict(m)  # type: ignore[call-overload]
+    return MeasurementOut.model_validate({k: d[k] for k in MeasurementOut.model_fields if k in d})
+
+
+def analyse(ctx: Context, data: bytes, report: Report) -> list[Finding]:
+    """Detect, measure and place every object in the photo."""
+    from geo.locate import locate_object
+    from vision.errors import ImageRejected
+    from vision.image import decode
+    from vision.measure import measure_polygon
+
+    s = ctx.settings
+    try:
+        img = decode(
+            data,
+            max_pixels=s.max_pixels,
+            max_bytes=s.max_upload_bytes,
+            target_long_side=s.detect_long_side,
+        )
+    except ImageRejected as exc:
+        raise PhotoRejected(str(exc)) from exc
+    dets = ctx.detector.detect(img.rgb)
+    fix = _fix(report, img.capture)
+    pose = _pose(report)
+    findings = []
+    for i in np.argsort(-dets.confidence):
+        cls = dets.class_name(int(i))
+        poly_full = dets.polygons[i] / img.scale
+        m = measure_polygon(poly_full, img.capture, surface=SURFACE.get(cls, "ground"), pose=pose)
+        sigma = None
+        if m.distance_m_interval is not None:
+            sigma = (m.distance_m_interval[1] - m.distance_m_interval[0]) / 3.29  # 90% → σ
+        lat, lon, unc = locate_object(fix, m.distance_m, m.bearing_offset_deg, sigma)
+        place = ctx.geo.place(lat, lon, uncertainty_m=unc)
+        findings.append(
+            Finding(
+                class_name=cls,
+                confidence=round(float(dets.confidence[i]), 4),
+                bbox_xyxy=tuple(round(float(v) / img.scale, 1) for v in dets.xyxy[i]),
+                polygon_px=[(round(float(x), 1), round(float(y), 1)) for x, y in poly_full],
+                measurement=_measurement_out(m),
+                lat=lat,
+                lon=lon,
+                uncertainty_m=round(unc, 1),
+                place=dataclasses.asdict(place),
+            )
+        )
+    return findings
+
+
+def process_case(ctx: Context, case_id: str, *, by: str = "pipeline") -> Case:
+    """Process a received case once; re-running a finished case changes nothing."""
+    store = ctx.store
+    case = store.get(case_id)
+    if case.status not in PROCESSABLE:
+        return case
+    store.transition(case_id, "processing", by=by, why="detecting, measuring and locating")
+    report = case.report
+    data = ctx.media.get(report.photo_sha256)
+    findings = analyse(ctx, data, report)
+
+    city = ctx.city
+    category = report.category
+    main = triage.main_finding(findings, _detector_class(ctx, category))
+    if category is None:
+        category = (main and city.service_for_class(main.class_name)) or "other"
+    if main is not None and main.place is not None:
+        place, lat, lon = main.place, main.lat, main.lon
+    else:
+        assert report.lat is not None and report.lon is not None
+        place = dataclasses.asdict(
+            ctx.geo.place(report.lat, report.lon, uncertainty_m=report.accuracy_m or 10.0)
+        )
+        lat, lon = report.lat, report.lon
+    severity = triage.severity(main)
+    routing = city.route(
+        category=category,
+        severity=severity,
+        road_owner=place.get("road_owner"),
+        in_jurisdiction=bool(place.get("in_jurisdiction")),
+        now=datetime.now(UTC),
+    )
+    if not place.get("in_jurisdiction"):
+        status, why = "rejected", f"the object is outside {city.name}"
+    elif main is None:
+        status, why = "needs_review", "no object detected: a person should look at the photo"
+    else:
+        status, why = (
+            "needs_review",
+            (f"{len(findings)} finding(s); {main.class_name} at {main.confidence:.0%}"),
+        )
+    store.save_result(
+        case_id,
+        status=status,
+        findings=findings,
+        category=category,
+        severity=severity,
+        place=place,
+        lat=lat,
+        lon=lon,
+        routing=routing,
+        by=by,
+        why=why,
+    )
+    log.info("case processed", extra={"case_id": case_id, "status": status})
+    return store.get(case_id)
+
+
+def _detector_class(ctx: Context, category: str | None) -> str | None:
+    svc = ctx.city.service(category) if category else None
+    return svc.detector_class if svc else None

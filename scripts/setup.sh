@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv and install StreetLens with the given extras (e.g. `scripts/setup.sh train,test`).
+# Uses uv; a local wheel folder (/opt/pypi-more/files, or $STREETLENS_FIND_LINKS) is optional.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+if ! command -v uv >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check uv
+fi
+links=()
+for d in "${STREETLENS_FIND_LINKS:-}" /opt/pypi-more/files; do
+  [ -n "$d" ] && [ -d "$d" ] && links+=(--find-links "$d")
+done
+[ -x .venv/bin/python ] || uv venv --quiet .venv --python "$(command -v python3)"
+spec="."
+[ -n "$extras" ] && spec=".[$extras]"
+uv pip install --quiet --python .venv/bin/python "${links[@]}" -c requirements/constraints.txt -e "$spec"

@@ -1,0 +1,1 @@
+"""Pixels to findings: decoding, EXIF camera data, detection, measurement, training."""

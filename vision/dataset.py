@@ -1,0 +1,122 @@
+"""Build one YOLO-segmentation training set from several labelled photo sets."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vision.errors import DatasetError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One labelled photo set and how its classes map onto ours."""
+
+    name: str
+    path: Path
+    class_map: dict[int, int]
+    boxes: bool = False
+    licence: str = ""
+    attribution: str = ""
+
+
+@dataclass
+class BuildSummary:
+    """What a build wrote, per source and split."""
+
+    yaml_path: Path
+    images: dict[str, dict[str, int]] = field(default_factory=dict)
+    instances: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def load_sources(manifest: Path, data_dir: Path) -> tuple[list[str], list[Source]]:
+    """Read a detector source manifest; paths resolve against the data directory."""
+    spec = yaml.safe_load(manifest.read_text())
+    sources = []
+    for s in spec["sources"]:
+        root = data_dir / s["path"]
+        if not (root / "images").is_dir():
+            raise DatasetError(f"source {s['name']!r}: no images/ folder under {root}")
+        sources.append(
+            Source(
+                name=s["name"],
+                path=root,
+                class_map={int(k): int(v) for k, v in (s.get("map") or {}).items()},
+                boxes=bool(s.get("boxes", False)),
+                licence=s.get("licence", ""),
+                attribution=s.get("attribution", ""),
+            )
+        )
+    return list(spec["classes"]), sources
+
+
+def convert_label(text: str, class_map: dict[int, int], boxes: bool) -> list[str]:
+    """Map one YOLO label file's lines onto our classes, boxes becoming 4-point polygons."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        cls = int(float(parts[0]))
+        if cls not in class_map:
+            continue
+        coords = [float(v) for v in parts[1:]]
+        if boxes or len(coords) == 4:
+            cx, cy, w, h = coords[:4]
+            x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+            coords = [x0, y0, x1, y0, x1, y1, x0, y1]
+        if len(coords) < 6 or len(coords) % 2:
+            continue
+        coords = [min(1.0, max(0.0, c)) for c in coords]
+        out.append(f"{class_map[cls]} " + " ".join(f"{c:.6f}" for c in coords))
+    return out
+
+
+def build_dataset(
+    classes: list[str],
+    sources: list[Source],
+    out_dir: Path,
+    splits: tuple[str, ...] = ("train", "val"),
+) -> BuildSummary:
+    """Write a combined dataset (image symlinks + converted labels) and its data.yaml."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = BuildSummary(yaml_path=out_dir / "data.yaml")
+    for split in splits:
+        img_out = out_dir / "images" / split
+        lbl_out = out_dir / "labels" / split
+        img_out.mkdir(parents=True, exist_ok=True)
+        lbl_out.mkdir(parents=True, exist_ok=True)
+        for src in sources:
+            src_imgs = src.path / "images" / split
+            if not src_imgs.is_dir():
+                continue
+            n_img = n_inst = 0
+            for img in sorted(src_imgs.iterdir()):
+                if img.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                stem = f"{src.name}__{img.stem}"
+                link = img_out / f"{stem}{img.suffix.lower()}"
+                if link.is_symlink() or link.exists():
+                    link.unlink()
+                os.symlink(img.resolve(), link)
+                label = src.path / "labels" / split / f"{img.stem}.txt"
+                lines = (
+                    convert_label(label.read_text(), src.class_map, src.boxes)
+                    if label.exists()
+                    else []
+                )
+                (lbl_out / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+                n_img += 1
+                n_inst += len(lines)
+            summary.images.setdefault(src.name, {})[split] = n_img
+            summary.instances.setdefault(src.name, {})[split] = n_inst
+    data = {"path": str(out_dir.resolve()), "names": dict(enumerate(classes))}
+    for split in splits:
+        data[split] = f"images/{split}"
+    summary.yaml_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return summary
