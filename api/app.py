@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import errors, reports
+from api import errors, ops, reports
 from pipeline.context import Context
 from pipeline.settings import Settings, get_settings
 
@@ -41,4 +41,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await call_next(request)
 
     app.include_router(reports.router)
+    app.include_router(ops.router)
     return app

@@ -20,6 +20,7 @@ from pipeline.errors import (
     StoreUnavailable,
     StreetLensError,
 )
+from pipeline.observability import UPLOADS
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,12 @@ def install(app: FastAPI) -> None:
     """Register the handlers that turn errors into JSON answers."""
 
     @app.exception_handler(StreetLensError)
-    async def _streetlens(_: Request, exc: StreetLensError) -> JSONResponse:
+    async def _streetlens(request: Request, exc: StreetLensError) -> JSONResponse:
         status = next((code for cls, code in STATUS if isinstance(exc, cls)), 400)
         if status >= 500:
             log.error("service problem: %s", exc)
+        if request.method == "POST":
+            UPLOADS.labels(exc.code).inc()
         return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=status)
 
     @app.exception_handler(RequestValidationError)

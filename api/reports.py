@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pipeline import intake, tasks
 from pipeline.context import Context
 from pipeline.errors import PhotoTooLarge
+from pipeline.observability import UPLOADS
 from pipeline.types import Case
 
 router = APIRouter()
@@ -73,7 +74,8 @@ async def create_report(
         camera_height_m=camera_height_m,
     )
     case_id = await run_in_threadpool(intake.submit, ctx, data, form)
-    queued = await run_in_threadpool(tasks.enqueue, case_id)
+    queued = await run_in_threadpool(tasks.enqueue, ctx, case_id)
+    UPLOADS.labels("accepted").inc()
     return {
         "id": case_id,
         "status": "received",
@@ -96,10 +98,3 @@ async def list_services(request: Request) -> list[dict[str, Any]]:
         {"code": s.code, "name": s.name, "group": s.group, "description": s.description}
         for s in _ctx(request).city.services
     ]
-
-
-@router.get("/healthz", tags=["operations"])
-async def health(request: Request) -> dict[str, Any]:
-    """Liveness plus a cheap check of the case store."""
-    n = await run_in_threadpool(_ctx(request).store.count)
-    return {"status": "ok", "cases": n}

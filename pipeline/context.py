@@ -14,6 +14,8 @@ from pipeline.settings import Settings
 from pipeline.store import SqlCaseStore
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from geo.layers import CityGeo
     from vision.detector import Detector
 
@@ -35,6 +37,13 @@ class Context:
         """The photo store."""
         assert self.settings.media_dir is not None
         return LocalMediaStore(self.settings.media_dir)
+
+    @cached_property
+    def celery(self) -> Celery:
+        """A Celery app on this context's broker, for sending tasks."""
+        from pipeline.tasks import make_celery
+
+        return make_celery(self.settings)
 
     @cached_property
     def city(self) -> CityPack:

@@ -11,6 +11,7 @@ import numpy as np
 from pipeline import triage
 from pipeline.context import Context
 from pipeline.errors import PhotoRejected
+from pipeline.observability import stage
 from pipeline.types import Case, Finding, MeasurementOut, Report
 
 log = logging.getLogger(__name__)
@@ -71,27 +72,33 @@ def analyse(ctx: Context, data: bytes, report: Report) -> list[Finding]:
 
     s = ctx.settings
     try:
-        img = decode(
-            data,
-            max_pixels=s.max_pixels,
-            max_bytes=s.max_upload_bytes,
-            target_long_side=s.detect_long_side,
-        )
+        with stage("decode"):
+            img = decode(
+                data,
+                max_pixels=s.max_pixels,
+                max_bytes=s.max_upload_bytes,
+                target_long_side=s.detect_long_side,
+            )
     except ImageRejected as exc:
         raise PhotoRejected(str(exc)) from exc
-    dets = ctx.detector.detect(img.rgb)
+    with stage("detect"):
+        dets = ctx.detector.detect(img.rgb)
     fix = _fix(report, img.capture)
     pose = _pose(report)
     findings = []
     for i in np.argsort(-dets.confidence):
         cls = dets.class_name(int(i))
         poly_full = dets.polygons[i] / img.scale
-        m = measure_polygon(poly_full, img.capture, surface=SURFACE.get(cls, "ground"), pose=pose)
+        with stage("measure"):
+            m = measure_polygon(
+                poly_full, img.capture, surface=SURFACE.get(cls, "ground"), pose=pose
+            )
         sigma = None
         if m.distance_m_interval is not None:
             sigma = (m.distance_m_interval[1] - m.distance_m_interval[0]) / 3.29  # 90% → σ
-        lat, lon, unc = locate_object(fix, m.distance_m, m.bearing_offset_deg, sigma)
-        place = ctx.geo.place(lat, lon, uncertainty_m=unc)
+        with stage("locate"):
+            lat, lon, unc = locate_object(fix, m.distance_m, m.bearing_offset_deg, sigma)
+            place = ctx.geo.place(lat, lon, uncertainty_m=unc)
         findings.append(
             Finding(
                 class_name=cls,
@@ -162,7 +169,7 @@ def process_case(ctx: Context, case_id: str, *, by: str = "pipeline") -> Case:
         by=by,
         why=why,
     )
-    log.info("case processed", extra={"case_id": case_id, "status": status})
+    log.info("case processed", extra={"case_id": case_id, "status": status, "why": why})
     return store.get(case_id)
 
 

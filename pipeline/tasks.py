@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from celery import Celery
 from celery.signals import worker_ready
 
 from pipeline.context import Context
 from pipeline.errors import ConfigError, PhotoRejected
-from pipeline.settings import get_settings
+from pipeline.observability import TASKS, case_context
+from pipeline.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 3
 
-app = Celery("streetlens")
+TASK_NAME = "streetlens.process_report"
 
 
-def _celery_config() -> dict:
-    s = get_settings()
+def celery_config(s: Settings) -> dict:
+    """Celery settings for these StreetLens settings."""
+    if s.broker_url.startswith("sqla+sqlite:///"):
+        Path(s.broker_url.removeprefix("sqla+sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # kombu's SQLAlchemy transport hands its options to create_engine: give it none.
+    options = {} if s.broker_url.startswith("sqla+") else {"visibility_timeout": 600}
     return {
         "broker_url": s.broker_url,
         "task_ignore_result": True,
@@ -28,12 +34,20 @@ def _celery_config() -> dict:
         "task_always_eager": s.task_always_eager,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
-        "broker_transport_options": {"polling_interval": 0.2},
+        "broker_transport_options": options,
     }
 
 
-# Evaluated when the configuration is first read, never at import time.
-app.add_defaults(_celery_config)
+def make_celery(s: Settings) -> Celery:
+    """A Celery app for producers (the API, the sweeper): tasks are sent by name."""
+    app = Celery("streetlens", set_as_current=False)
+    app.conf.update(celery_config(s))
+    return app
+
+
+# The worker's app; its configuration is read from the environment on first use.
+app = Celery("streetlens")
+app.add_defaults(lambda: celery_config(get_settings()))
 
 _ctx: Context | None = None
 
@@ -53,30 +67,37 @@ def _warm_up(**_: object) -> None:
     _ = ctx.detector, ctx.geo
 
 
-@app.task(name="streetlens.process_report", bind=True, acks_late=True, max_retries=MAX_RETRIES)
+@app.task(name=TASK_NAME, bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def process_report(self, case_id: str) -> str:
     """Process one case; retried with backoff, and `failed` with the reason when it gives up."""
     from pipeline.process import process_case
 
     ctx = worker_context()
-    try:
-        return process_case(ctx, case_id).status
-    except (PhotoRejected, ConfigError) as exc:
-        # Retrying cannot help: the photo or the installation must change.
-        ctx.store.transition(case_id, "failed", by="pipeline", why=str(exc), error=str(exc))
-        raise
-    except Exception as exc:
-        if self.request.retries < MAX_RETRIES:
-            raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
-        reason = f"{type(exc).__name__}: {exc}"
-        ctx.store.transition(case_id, "failed", by="pipeline", why=reason, error=reason)
-        raise
+    with case_context(case_id):
+        try:
+            status = process_case(ctx, case_id).status
+            TASKS.labels("done").inc()
+            return status
+        except (PhotoRejected, ConfigError) as exc:
+            # Retrying cannot help: the photo or the installation must change.
+            TASKS.labels("failed").inc()
+            ctx.store.transition(case_id, "failed", by="pipeline", why=str(exc), error=str(exc))
+            raise
+        except Exception as exc:
+            if self.request.retries < MAX_RETRIES:
+                TASKS.labels("retried").inc()
+                log.warning("retrying case %s: %s", case_id, exc)
+                raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+            TASKS.labels("failed").inc()
+            reason = f"{type(exc).__name__}: {exc}"
+            ctx.store.transition(case_id, "failed", by="pipeline", why=reason, error=reason)
+            raise
 
 
-def enqueue(case_id: str) -> bool:
+def enqueue(ctx: Context, case_id: str) -> bool:
     """Queue a committed case for processing; False (logged) when the broker is down."""
     try:
-        process_report.apply_async(args=[case_id], retry=False)
+        ctx.celery.send_task(TASK_NAME, args=[case_id], retry=False)
         return True
     except Exception:  # the case stays `received`; the sweeper will enqueue it again
         log.exception("could not enqueue case %s", case_id)
