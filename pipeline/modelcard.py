@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from vision.dataset import Source
+
 
 def register_run(
     *,
@@ -17,15 +19,14 @@ def register_run(
     version: str,
     models_dir: Path,
     cache_dir: Path,
-    data_dir: Path,
-    sources_manifest: Path,
+    classes: list[str],
+    sources: list[Source],
     imgsz: int,
     serve: bool,
 ) -> Path:
     """Export, evaluate and record one training run as `models/detector/<version>/`."""
     from ultralytics.utils.torch_utils import strip_optimizer
 
-    from vision.dataset import load_sources
     from vision.evaluate import evaluate_sources
     from vision.train import export_onnx, prepare_ultralytics
 
@@ -41,7 +42,6 @@ def register_run(
     print(f"exporting {dest} to ONNX", file=sys.stderr)
     export_onnx(dest, imgsz, out / "model.onnx")
 
-    classes, sources = load_sources(sources_manifest, data_dir)
     print("evaluating per source (val splits)", file=sys.stderr)
     metrics = evaluate_sources(dest, classes, sources, cache_dir / "eval" / version, imgsz=imgsz)
     train_args = yaml.safe_load((run_dir / "args.yaml").read_text())

@@ -46,15 +46,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_models_add(args: argparse.Namespace) -> int:
     """Export a training run to ONNX and register it as a version (optionally served)."""
     from pipeline.modelcard import register_run
+    from vision.dataset import load_sources
 
     settings = Settings()
+    classes, sources = load_sources(args.sources, settings.data_dir)
     register_run(
         run_dir=args.run_dir,
         version=args.version,
         models_dir=settings.models_dir,
         cache_dir=_cache(settings),
-        data_dir=settings.data_dir,
-        sources_manifest=SOURCES_MANIFEST,
+        classes=classes,
+        sources=sources,
         imgsz=args.imgsz,
         serve=args.serve,
     )
@@ -96,5 +98,6 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     ma.add_argument("run_dir", type=Path)
     ma.add_argument("--version", required=True)
     ma.add_argument("--imgsz", type=int, default=416)
+    ma.add_argument("--sources", type=Path, default=SOURCES_MANIFEST)
     ma.add_argument("--serve", action="store_true", help="make it the served version")
     ma.set_defaults(func=cmd_models_add)

@@ -118,5 +118,8 @@ def build_dataset(
     data = {"path": str(out_dir.resolve()), "names": dict(enumerate(classes))}
     for split in splits:
         data[split] = f"images/{split}"
+    # ultralytics insists on both keys, even for an evaluation-only set.
+    data.setdefault("train", data.get("val"))
+    data.setdefault("val", data.get("train"))
     summary.yaml_path.write_text(yaml.safe_dump(data, sort_keys=False))
     return summary
