@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.city import CityPack, load_city_pack
 from pipeline.errors import ConfigError
-from pipeline.media import LocalMediaStore, MediaStore
+from pipeline.media import MediaStore, media_store
 from pipeline.registry import ModelVersion, served_detector
 from pipeline.settings import Settings
 from pipeline.store import SqlCaseStore
@@ -34,9 +34,8 @@ class Context:
 
     @cached_property
     def media(self) -> MediaStore:
-        """The photo store."""
-        assert self.settings.media_dir is not None
-        return LocalMediaStore(self.settings.media_dir)
+        """The photo store: a local folder, or an S3-compatible bucket (`media_backend`)."""
+        return media_store(self.settings)
 
     @cached_property
     def celery(self) -> Celery:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +30,16 @@ class Settings(BaseSettings):
     cities_dir: Path = REPO_ROOT / "datasets" / "cities"
     models_dir: Path = REPO_ROOT / "models"
     city: str = "cambridge-ma"
-    database_url: str = ""  # default: SQLite file in home
+    database_url: str = ""  # default: SQLite file in home; or postgresql://… with PostGIS
     broker_url: str = ""  # default: kombu's SQLAlchemy transport on a SQLite file in home
     media_dir: Path | None = None
+    media_backend: Literal["local", "s3"] = "local"  # s3: any S3-compatible store (MinIO, AWS)
+    s3_endpoint: str = ""  # host:port, or http(s)://host:port (the scheme then sets s3_secure)
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_bucket: str = "streetlens-originals"  # private: originals hold unblurred faces and plates
+    s3_secure: bool = True
+    s3_region: str | None = None
     cache_dir: Path | None = None
     max_upload_bytes: int = 30_000_000
     max_pixels: int = 50_000_000

@@ -1,129 +1,91 @@
-"""The case store: cases, findings, photos and status history in SQLAlchemy 2."""
+"""The case store: cases, findings, photos and status history on SQLite or PostgreSQL + PostGIS.
+
+One API on both: SQLite (the default, one file) and PostgreSQL + PostGIS (scale-out). The schema
+comes from Alembic migrations applied when the store opens; `cases_near` finds cases around a
+point with ST_DWithin on PostGIS and with a bounding box plus haversine on SQLite, measuring on
+the same sphere so both answer alike.
+"""
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    create_engine,
-    event,
-    func,
-    select,
-)
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy import and_, func, literal_column, or_, select
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
-from pipeline.errors import CaseNotFound, StoreUnavailable
+from pipeline.db import (
+    Base,
+    CaseRow,
+    FindingRow,
+    HistoryRow,
+    PhotoRow,
+    make_engine,
+    migrate,
+    upgrade,
+    utcnow,
+)
+from pipeline.errors import CaseNotFound, InvalidReport, StoreUnavailable
 from pipeline.types import Case, Finding, Report, Routing, Status, StatusChange
 
+__all__ = [
+    "OPEN_STATUSES",
+    "Base",
+    "CaseRow",
+    "FindingRow",
+    "HistoryRow",
+    "NearbyCase",
+    "PhotoRow",
+    "SqlCaseStore",
+    "haversine_m",
+    "make_engine",
+    "migrate",
+    "utcnow",
+]
 
-def utcnow() -> datetime:
-    """Now, timezone-aware UTC."""
-    return datetime.now(UTC)
+# The cases a new report can duplicate: still in front of a crew, not yet resolved.
+OPEN_STATUSES: tuple[Status, ...] = ("needs_review", "open", "in_progress")
 
-
-class Base(DeclarativeBase):
-    pass
-
-
-class PhotoRow(Base):
-    __tablename__ = "photos"
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    content_type: Mapped[str] = mapped_column(String(64))
-    size_bytes: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class CaseRow(Base):
-    __tablename__ = "cases"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    photo_sha256: Mapped[str] = mapped_column(ForeignKey("photos.sha256"), index=True)
-    report: Mapped[dict] = mapped_column(JSON)
-    category: Mapped[str | None] = mapped_column(String(64), index=True)
-    severity: Mapped[str | None] = mapped_column(String(8))
-    lat: Mapped[float | None] = mapped_column(Float)
-    lon: Mapped[float | None] = mapped_column(Float)
-    place: Mapped[dict | None] = mapped_column(JSON)
-    routing: Mapped[dict | None] = mapped_column(JSON)
-    duplicate_of: Mapped[str | None] = mapped_column(String(36))
-    resolution: Mapped[str | None] = mapped_column(String(32))
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    findings: Mapped[list[FindingRow]] = relationship(
-        order_by="FindingRow.idx", cascade="all, delete-orphan"
-    )
-    history: Mapped[list[HistoryRow]] = relationship(
-        order_by="HistoryRow.id", cascade="all, delete-orphan"
-    )
+# PostGIS's sphere for geography with use_spheroid=false: the WGS84 mean radius (2a + b) / 3.
+# Both backends measure on it, so they agree to the millimetre (the spheroid differs by <0.5%).
+EARTH_RADIUS_M = 6_371_008.771415
 
 
-class FindingRow(Base):
-    __tablename__ = "findings"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
-    idx: Mapped[int] = mapped_column(Integer)
-    class_name: Mapped[str] = mapped_column(String(64))
-    confidence: Mapped[float] = mapped_column(Float)
-    area_m2: Mapped[float | None] = mapped_column(Float)
-    data: Mapped[dict] = mapped_column(JSON)
+@dataclass(frozen=True)
+class NearbyCase:
+    """A case found near a point, with its great-circle distance from it."""
 
-
-class HistoryRow(Base):
-    __tablename__ = "status_history"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    by: Mapped[str] = mapped_column(String(64))
-    why: Mapped[str] = mapped_column(Text, default="")
-
-
-def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets WAL and a busy timeout so the API and workers share one file."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    id: str
+    distance_m: float
+    status: Status
+    category: str | None
+    lat: float
+    lon: float
+    created_at: datetime
 
 
 def _aware(dt: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    # SQLite hands back naive datetimes, PostgreSQL its session's zone; everything is UTC.
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 class SqlCaseStore:
-    """Cases in any SQLAlchemy database (SQLite by default)."""
+    """Cases in SQLite (default) or PostgreSQL + PostGIS; the schema is migrated on open."""
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        if url.startswith("sqlite:///"):
-            from pathlib import Path
+        self.dialect = self.engine.dialect.name
+        upgrade(self.engine)
 
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        Base.metadata.create_all(self.engine)
+    def close(self) -> None:
+        """Release the connection pool (the store can still be used; it reconnects)."""
+        self.engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -131,7 +93,7 @@ class SqlCaseStore:
         try:
             with Session(self.engine, expire_on_commit=False) as s, s.begin():
                 yield s
-        except OperationalError as exc:
+        except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"case store unavailable: {exc.orig}") from exc
 
     def create_case(self, report: Report, size_bytes: int, *, by: str = "resident") -> str:
@@ -258,6 +220,93 @@ class SqlCaseStore:
             if status:
                 q = q.where(CaseRow.status == status)
             return list(s.scalars(q))
+
+    def cases_near(
+        self,
+        lat: float,
+        lon: float,
+        radius_m: float,
+        category: str | None = None,
+        statuses: Iterable[Status] | None = OPEN_STATUSES,
+        *,
+        exclude_id: str | None = None,
+        limit: int = 50,
+    ) -> list[NearbyCase]:
+        """Located cases within `radius_m` of (lat, lon), nearest first (statuses=None: any)."""
+        _check_point(lat, lon)
+        if not (math.isfinite(radius_m) and radius_m >= 0):
+            raise InvalidReport(f"radius_m must be a finite number >= 0, got {radius_m}")
+        filters = [CaseRow.lat.is_not(None), CaseRow.lon.is_not(None)]
+        if category is not None:
+            filters.append(CaseRow.category == category)
+        if statuses is not None:
+            filters.append(CaseRow.status.in_(list(statuses)))
+        if exclude_id is not None:
+            filters.append(CaseRow.id != exclude_id)
+        with self.session() as s:
+            if self.dialect == "postgresql":
+                q = _near_postgis(filters, lat, lon, radius_m, limit)
+                found = [(r.distance_m, r) for r in s.execute(q)]
+            else:
+                found = []
+                for r in s.execute(select(*_NEAR_COLS).where(*filters, _bbox(lat, lon, radius_m))):
+                    d = haversine_m(lat, lon, r.lat, r.lon)
+                    if d <= radius_m:
+                        found.append((d, r))
+        # One order on both backends: nearest, then oldest (the likelier original), then id.
+        found.sort(key=lambda x: (x[0], _aware(x[1].created_at), x[1].id))
+        return [
+            NearbyCase(r.id, float(d), r.status, r.category, r.lat, r.lon, _aware(r.created_at))
+            for d, r in found[:limit]
+        ]
+
+
+_NEAR_COLS = (
+    CaseRow.id, CaseRow.status, CaseRow.category, CaseRow.lat, CaseRow.lon, CaseRow.created_at,
+)  # fmt: skip
+
+
+def _check_point(lat: float, lon: float) -> None:
+    if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+        raise InvalidReport(f"({lat}, {lon}) is not a WGS84 point (lat -90..90, lon -180..180)")
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in metres on PostGIS's sphere."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _near_postgis(
+    filters: list[Any], lat: float, lon: float, radius_m: float, limit: int = 50
+) -> Any:
+    # geography(geom) is the ix_cases_geog expression (`geom::geography` is that same call), so
+    # ST_DWithin can use the index; use_spheroid=false measures on haversine_m's sphere.
+    geog = func.geography(literal_column("cases.geom"))
+    here = func.geography(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))
+    dist = func.ST_Distance(geog, here, False).label("distance_m")
+    near = func.ST_DWithin(geog, here, radius_m, False)
+    order = (dist, CaseRow.created_at, CaseRow.id)
+    return select(*_NEAR_COLS, dist).where(*filters, near).order_by(*order).limit(limit)
+
+
+def _bbox(lat: float, lon: float, radius_m: float) -> Any:
+    """A (lat, lon) box that holds the whole circle: exact bounds, so the prefilter drops none."""
+    d = radius_m / EARTH_RADIUS_M  # angular radius
+    margin = 1e-9  # degrees (~0.1 mm): float rounding must never drop a case on the edge
+    lat_lo, lat_hi = lat - math.degrees(d) - margin, lat + math.degrees(d) + margin
+    in_lat = CaseRow.lat.between(lat_lo, lat_hi)
+    if lat_lo <= -90 or lat_hi >= 90 or math.sin(d) >= math.cos(math.radians(lat)):
+        return in_lat  # the circle holds a pole: every longitude is in reach
+    dlon = math.degrees(math.asin(math.sin(d) / math.cos(math.radians(lat)))) + margin
+    lo, hi = lon - dlon, lon + dlon
+    if lo < -180:  # the circle crosses the antimeridian: two longitude ranges
+        return and_(in_lat, or_(CaseRow.lon >= lo + 360, CaseRow.lon <= hi))
+    if hi > 180:
+        return and_(in_lat, or_(CaseRow.lon >= lo, CaseRow.lon <= hi - 360))
+    return and_(in_lat, CaseRow.lon.between(lo, hi))
 
 
 def _to_case(row: CaseRow) -> Case:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from helpers import require
 
 from pipeline.registry import served_detector
 from pipeline.settings import Settings
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def require(condition: bool, why: str) -> None:
-    """Skip when a resource is missing here; in CI a missing resource is a failure."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"CI must have this: {why}")
-    pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
