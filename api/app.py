@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api import errors, ops, reports
 from pipeline.context import Context
 from pipeline.settings import Settings, get_settings
+from pipeline.sweeper import Sweeper
 
 # Multipart framing around one photo never needs more than this.
 FORM_OVERHEAD_BYTES = 256_000
@@ -16,7 +19,19 @@ FORM_OVERHEAD_BYTES = 256_000
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app over one Context; nothing connects until the first request."""
     ctx = Context(settings or get_settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        sweeper = None
+        if ctx.settings.sweep_interval_s > 0:
+            sweeper = Sweeper(ctx, ctx.settings.sweep_interval_s)
+            sweeper.start()
+        yield
+        if sweeper is not None:
+            sweeper.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="StreetLens",
         version="0.1.0",
         description="A street-problem photo in; a measured, located, routed case out.",

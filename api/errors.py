@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pipeline.errors import (
     CaseNotFound,
     ConfigError,
+    IdempotencyConflict,
     InvalidReport,
     LocationMissing,
     OutsideJurisdiction,
@@ -31,6 +32,7 @@ STATUS: list[tuple[type[StreetLensError], int]] = [
     (LocationMissing, 422),
     (OutsideJurisdiction, 422),
     (CaseNotFound, 404),
+    (IdempotencyConflict, 409),
     (StoreUnavailable, 503),
     (ConfigError, 503),
 ]

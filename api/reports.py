@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -55,6 +56,9 @@ async def create_report(
     pitch_deg: Annotated[str | None, Form()] = None,
     roll_deg: Annotated[str | None, Form()] = None,
     camera_height_m: Annotated[str | None, Form()] = None,
+    idempotency_key: Annotated[
+        str | None, Form(description="or the Idempotency-Key header: a retry returns the same case")
+    ] = None,
 ) -> dict[str, Any]:
     """Accept a photo report; it is processed in the background (poll its url)."""
     ctx = _ctx(request)
@@ -73,7 +77,10 @@ async def create_report(
         roll_deg=roll_deg,
         camera_height_m=camera_height_m,
     )
-    case_id = await run_in_threadpool(intake.submit, ctx, data, form)
+    key = request.headers.get("idempotency-key") or idempotency_key
+    case_id = await run_in_threadpool(
+        functools.partial(intake.submit, ctx, data, form, idempotency_key=key)
+    )
     queued = await run_in_threadpool(tasks.enqueue, ctx, case_id)
     UPLOADS.labels("accepted").inc()
     return {

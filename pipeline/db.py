@@ -61,7 +61,10 @@ class PhotoRow(Base):
 class CaseRow(Base):
     __tablename__ = "cases"
     # The (lat, lon) index serves map windows and the SQLite cases_near prefilter.
-    __table_args__ = (Index("ix_cases_lat_lon", "lat", "lon"),)
+    __table_args__ = (
+        Index("ix_cases_lat_lon", "lat", "lon"),
+        Index("ix_cases_status_updated_at", "status", "updated_at"),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     photo_sha256: Mapped[str] = mapped_column(ForeignKey("photos.sha256"), index=True)
@@ -75,6 +78,7 @@ class CaseRow(Base):
     duplicate_of: Mapped[str | None] = mapped_column(String(36))
     resolution: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )

@@ -55,6 +55,12 @@ class CaseNotFound(StreetLensError, LookupError):
     code = "not_found"
 
 
+class IdempotencyConflict(StreetLensError, ValueError):
+    """An idempotency key was reused for a different upload."""
+
+    code = "idempotency_conflict"
+
+
 class StoreUnavailable(StreetLensError, ConnectionError):
     """The case store, photo store or queue cannot be reached right now."""
 

@@ -161,12 +161,33 @@ def build_report(ctx: Context, data: bytes, form: ReportForm) -> tuple[Report, i
     return report, len(data)
 
 
-def submit(ctx: Context, data: bytes, form: ReportForm, *, by: str = "resident") -> str:
-    """Store the photo and a `received` case; on any failure leave neither behind."""
+def check_idempotency_key(key: str | None) -> str | None:
+    """1-128 printable ASCII characters, or None."""
+    if key is None or key == "":
+        return None
+    if len(key) > 128 or not all(33 <= ord(c) < 127 for c in key):
+        raise InvalidReport(
+            "Idempotency-Key must be 1-128 printable ASCII characters (a UUID is ideal)",
+            field="idempotency_key",
+        )
+    return key
+
+
+def submit(
+    ctx: Context,
+    data: bytes,
+    form: ReportForm,
+    *,
+    by: str = "resident",
+    idempotency_key: str | None = None,
+) -> str:
+    """Store the photo and a `received` case; on any failure leave neither behind.
+    A retried upload with the same idempotency key returns the first case's id."""
+    key = check_idempotency_key(idempotency_key)
     report, size = build_report(ctx, data, form)
     ctx.media.put(data, report.photo_content_type)
     try:
-        return ctx.store.create_case(report, size, by=by)
+        return ctx.store.create_case(report, size, by=by, idempotency_key=key)
     except Exception:
         # No orphan photo: remove it unless another case already refers to it.
         # When the store itself is down this check fails too; the photo then waits for the

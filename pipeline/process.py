@@ -16,8 +16,6 @@ from pipeline.types import Case, Finding, MeasurementOut, Report
 
 log = logging.getLogger(__name__)
 
-# Statuses from which processing (re)starts; any other means the work is already done.
-PROCESSABLE = {"received", "processing", "failed"}
 SURFACE = {"graffiti": "wall"}  # everything else lies on the ground plane
 
 
@@ -119,9 +117,8 @@ def process_case(ctx: Context, case_id: str, *, by: str = "pipeline") -> Case:
     """Process a received case once; re-running a finished case changes nothing."""
     store = ctx.store
     case = store.get(case_id)
-    if case.status not in PROCESSABLE:
-        return case
-    store.transition(case_id, "processing", by=by, why="detecting, measuring and locating")
+    if not store.claim(case_id, by=by, lease_s=ctx.settings.processing_lease_s):
+        return case  # done already, or another worker holds it
     report = case.report
     data = ctx.media.get(report.photo_sha256)
     findings = analyse(ctx, data, report)

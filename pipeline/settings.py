@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_description_chars: int = 4000
     detect_long_side: int = 1024  # photos are decoded at this size for detection
     detector_conf: float = 0.25
+    processing_lease_s: float = 120.0  # a `processing` case older than this lost its worker
+    received_grace_s: float = 60.0  # a `received` case older than this lost its message
+    sweep_interval_s: float = 30.0  # how often `serve` looks for such cases (0: never)
     task_always_eager: bool = False  # run tasks in the caller (tests, CLI); never in production
 
     @model_validator(mode="after")

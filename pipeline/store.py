@@ -13,11 +13,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, or_, select
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import and_, func, literal_column, or_, select, update
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from pipeline.db import (
@@ -31,7 +31,7 @@ from pipeline.db import (
     upgrade,
     utcnow,
 )
-from pipeline.errors import CaseNotFound, InvalidReport, StoreUnavailable
+from pipeline.errors import CaseNotFound, IdempotencyConflict, InvalidReport, StoreUnavailable
 from pipeline.types import Case, Finding, Report, Routing, Status, StatusChange
 
 __all__ = [
@@ -96,10 +96,59 @@ class SqlCaseStore:
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"case store unavailable: {exc.orig}") from exc
 
-    def create_case(self, report: Report, size_bytes: int, *, by: str = "resident") -> str:
-        """Insert a `received` case (and its photo row) in one transaction; return its id."""
+    def create_case(
+        self,
+        report: Report,
+        size_bytes: int,
+        *,
+        by: str = "resident",
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Insert a `received` case (and its photo row) in one transaction; return its id.
+
+        With an idempotency key already used, return that case's id instead (a retried
+        upload); IdempotencyConflict when the key was used for another photo."""
+        if idempotency_key is not None:
+            existing = self._by_key(idempotency_key, report.photo_sha256)
+            if existing:
+                return existing
         case_id = str(uuid.uuid4())
         now = utcnow()
+        try:
+            self._insert_case(case_id, report, size_bytes, by, idempotency_key, now)
+        except IntegrityError:
+            # Two retries of one upload raced; the other one's case is the answer.
+            if idempotency_key is None:
+                raise
+            existing = self._by_key(idempotency_key, report.photo_sha256)
+            if existing is None:
+                raise
+            return existing
+        return case_id
+
+    def _by_key(self, key: str, photo_sha256: str) -> str | None:
+        with self.session() as s:
+            row = s.execute(
+                select(CaseRow.id, CaseRow.photo_sha256).where(CaseRow.idempotency_key == key)
+            ).first()
+        if row is None:
+            return None
+        if row.photo_sha256 != photo_sha256:
+            raise IdempotencyConflict(
+                f"idempotency key {key[:40]!r} was already used for a different photo: "
+                "use a new key for a new report"
+            )
+        return row.id
+
+    def _insert_case(
+        self,
+        case_id: str,
+        report: Report,
+        size_bytes: int,
+        by: str,
+        idempotency_key: str | None,
+        now: datetime,
+    ) -> None:
         with self.session() as s:
             if s.get(PhotoRow, report.photo_sha256) is None:
                 s.add(
@@ -120,10 +169,73 @@ class SqlCaseStore:
                 lon=report.lon,
                 created_at=now,
                 updated_at=now,
+                idempotency_key=idempotency_key,
             )
             row.history.append(HistoryRow(status="received", at=now, by=by, why="photo uploaded"))
             s.add(row)
-        return case_id
+
+    def claim(self, case_id: str, *, by: str, lease_s: float) -> bool:
+        """Atomically take a case for processing: from `received`, or from a `processing`
+        whose lease ran out (its worker died). False when someone else has it or it is done."""
+        now = utcnow()
+        stale = now - timedelta(seconds=lease_s)
+        with self.session() as s:
+            res = s.execute(
+                update(CaseRow)
+                .where(
+                    CaseRow.id == case_id,
+                    or_(
+                        CaseRow.status == "received",
+                        and_(CaseRow.status == "processing", CaseRow.updated_at < stale),
+                    ),
+                )
+                .values(status="processing", updated_at=now)
+            )
+            if res.rowcount != 1:
+                return False
+            s.add(
+                HistoryRow(
+                    case_id=case_id, status="processing", at=now, by=by,
+                    why="detecting, measuring and locating",
+                )
+            )  # fmt: skip
+            return True
+
+    def release(self, case_id: str, *, by: str, why: str) -> None:
+        """Hand a `processing` case back to `received` (before a retry)."""
+        now = utcnow()
+        with self.session() as s:
+            res = s.execute(
+                update(CaseRow)
+                .where(CaseRow.id == case_id, CaseRow.status == "processing")
+                .values(status="received", updated_at=now)
+            )
+            if res.rowcount == 1:
+                s.add(HistoryRow(case_id=case_id, status="received", at=now, by=by, why=why))
+
+    def stuck(self, *, received_s: float, processing_s: float, limit: int = 500) -> list[str]:
+        """Cases waiting in `received` longer than received_s, or in `processing` past the
+        lease: the sweeper enqueues them again."""
+        now = utcnow()
+        with self.session() as s:
+            q = (
+                select(CaseRow.id)
+                .where(
+                    or_(
+                        and_(
+                            CaseRow.status == "received",
+                            CaseRow.updated_at < now - timedelta(seconds=received_s),
+                        ),
+                        and_(
+                            CaseRow.status == "processing",
+                            CaseRow.updated_at < now - timedelta(seconds=processing_s),
+                        ),
+                    )
+                )
+                .order_by(CaseRow.updated_at)
+                .limit(limit)
+            )
+            return list(s.scalars(q))
 
     def get(self, case_id: str) -> Case:
         """The case with this id, or CaseNotFound."""

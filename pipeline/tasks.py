@@ -87,6 +87,7 @@ def process_report(self, case_id: str) -> str:
             if self.request.retries < MAX_RETRIES:
                 TASKS.labels("retried").inc()
                 log.warning("retrying case %s: %s", case_id, exc)
+                ctx.store.release(case_id, by="pipeline", why=f"retrying after: {exc}")
                 raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
             TASKS.labels("failed").inc()
             reason = f"{type(exc).__name__}: {exc}"

@@ -125,3 +125,35 @@ def test_unknown_case_is_404_json(client: TestClient) -> None:
 def test_services_come_from_the_city_pack(client: TestClient) -> None:
     codes = {s["code"] for s in client.get("/api/v1/services").json()}
     assert {"pothole", "graffiti", "streetlight"} <= codes
+
+
+def test_idempotency_key_makes_a_retry_return_the_same_case(client: TestClient) -> None:
+    data = jpeg_bytes(seed=9)
+    headers = {"Idempotency-Key": "0b6f-retry-1"}
+    ids = [
+        client.post(
+            "/api/v1/reports", files={"photo": ("p.jpg", data)}, data=CITY_HALL, headers=headers
+        ).json()["id"]
+        for _ in range(3)
+    ]
+    assert len(set(ids)) == 1
+    assert client.ctx.store.count() == 1  # type: ignore[attr-defined]
+    other = client.post(
+        "/api/v1/reports", files={"photo": ("p.jpg", jpeg_bytes(seed=10))}, data=CITY_HALL,
+        headers=headers,
+    )  # fmt: skip
+    assert other.status_code == 409 and other.json()["error"] == "idempotency_conflict"
+    bad = _post(client, data, {**CITY_HALL, "idempotency_key": "x" * 200})
+    assert bad.status_code == 422 and bad.json()["field"] == "idempotency_key"
+    assert client.ctx.store.count() == 1  # type: ignore[attr-defined]
+    assert client.ctx.media.count() == 1  # type: ignore[attr-defined]
+
+
+def test_readiness_and_metrics(client: TestClient) -> None:
+    _post(client, jpeg_bytes(seed=4), CITY_HALL)
+    ready = client.get("/readyz").json()
+    assert ready["checks"]["store"]["ok"] and ready["checks"]["broker"]["ok"]
+    text = client.get("/metrics").text
+    assert 'streetlens_cases{status="received"} 1.0' in text
+    assert "streetlens_queue_depth 1.0" in text
+    assert 'streetlens_uploads_total{outcome="accepted"}' in text
