@@ -166,6 +166,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """streetlens db upgrade: apply the case store's migrations."""
+    from pipeline.db import current_revision, migrate
+
+    settings = _settings(args)
+    migrate(settings.database_url)
+    print(f"case store at revision {current_revision(settings.database_url)}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """streetlens sweep: enqueue cases stuck in received/processing once, now."""
+    from pipeline.context import Context
+    from pipeline.sweeper import sweep
+
+    n = sweep(Context(_settings(args)))
+    print(f"re-enqueued {n} stuck case(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(prog="streetlens", description=__doc__)
@@ -198,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--city")
     w.add_argument("--concurrency", type=int, default=1)
     w.set_defaults(func=cmd_worker)
+
+    db = sub.add_parser("db", help="the case store")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="apply migrations (the store also does on open)")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    sw = sub.add_parser("sweep", help="re-enqueue stuck cases once (serve does it periodically)")
+    sw.set_defaults(func=cmd_sweep)
 
     from pipeline.train_cli import add_train_commands
 
