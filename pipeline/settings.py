@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     detector_conf: float = 0.25
     processing_lease_s: float = 120.0  # a `processing` case older than this lost its worker
     received_grace_s: float = 60.0  # a `received` case older than this lost its message
+    worker_metrics_port: int = 0  # a worker serves /metrics on this port (0: off)
     sweep_interval_s: float = 30.0  # how often `serve` looks for such cases (0: never)
     task_always_eager: bool = False  # run tasks in the caller (tests, CLI); never in production
 

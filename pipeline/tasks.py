@@ -65,6 +65,10 @@ def _warm_up(**_: object) -> None:
     # Load the detector and city layers before the first task, not during it.
     ctx = worker_context()
     _ = ctx.detector, ctx.geo
+    if ctx.settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(ctx.settings.worker_metrics_port, addr="127.0.0.1")
 
 
 @app.task(name=TASK_NAME, bind=True, acks_late=True, max_retries=MAX_RETRIES)
