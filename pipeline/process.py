@@ -10,6 +10,7 @@ import numpy as np
 
 from pipeline import triage
 from pipeline.context import Context
+from pipeline.duplicates import find_duplicate
 from pipeline.errors import PhotoRejected
 from pipeline.observability import stage
 from pipeline.types import Case, Finding, MeasurementOut, Report
@@ -153,6 +154,12 @@ def process_case(ctx: Context, case_id: str, *, by: str = "pipeline") -> Case:
             "needs_review",
             (f"{len(findings)} finding(s); {main.class_name} at {main.confidence:.0%}"),
         )
+    dup = None
+    if status == "needs_review" and category != "other" and lat is not None and lon is not None:
+        with stage("duplicates"):
+            dup = find_duplicate(ctx, case_id, category, lat, lon, data)
+        if dup is not None:
+            status, why = "closed", f"duplicate: {dup.why}"
     store.save_result(
         case_id,
         status=status,
@@ -165,7 +172,12 @@ def process_case(ctx: Context, case_id: str, *, by: str = "pipeline") -> Case:
         routing=routing,
         by=by,
         why=why,
+        duplicate_of=dup.case_id if dup else None,
+        resolution="duplicate" if dup else None,
     )
+    if dup is not None:
+        # Its reporter now follows the original; the original shows it was reported again.
+        store.note(dup.case_id, by=by, why=f"reported again as case {case_id}")
     log.info("case processed", extra={"case_id": case_id, "status": status, "why": why})
     return store.get(case_id)
 

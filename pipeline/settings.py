@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_description_chars: int = 4000
     detect_long_side: int = 1024  # photos are decoded at this size for detection
     detector_conf: float = 0.25
+    duplicate_radius_m: float = 50.0  # look this far for an open case of the same category
+    duplicate_same_spot_m: float = 8.0  # closer than this is the same problem
+    duplicate_min_inliers: int = 20  # photo matches that say "the same thing, seen again"
     processing_lease_s: float = 120.0  # a `processing` case older than this lost its worker
     received_grace_s: float = 60.0  # a `received` case older than this lost its message
     worker_metrics_port: int = 0  # a worker serves /metrics on this port (0: off)

@@ -282,6 +282,8 @@ class SqlCaseStore:
         routing: Routing | None,
         by: str,
         why: str,
+        duplicate_of: str | None = None,
+        resolution: str | None = None,
     ) -> None:
         """Write the processing result and its status change in one transaction."""
         now = utcnow()
@@ -308,8 +310,18 @@ class SqlCaseStore:
             row.lat, row.lon = lat, lon
             row.routing = routing.model_dump(mode="json") if routing else None
             row.error = None
+            row.duplicate_of = duplicate_of
+            row.resolution = resolution
             row.updated_at = now
             row.history.append(HistoryRow(status=status, at=now, by=by, why=why))
+
+    def note(self, case_id: str, *, by: str, why: str) -> None:
+        """Record an event in a case's history without changing its status."""
+        with self.session() as s:
+            row = s.get(CaseRow, case_id)
+            if row is None:
+                raise CaseNotFound(f"no case with id {case_id!r}")
+            row.history.append(HistoryRow(status=row.status, at=utcnow(), by=by, why=why))
 
     def photo_in_use(self, sha256: str) -> bool:
         """True when any case refers to this photo."""
