@@ -1,0 +1,259 @@
+"""Run the segmentation detector: a small protocol and its ONNX Runtime implementation."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from vision.errors import InvalidArgument, ModelUnavailable
+from vision.types import Detections
+
+PAD_VALUE = 114  # ultralytics' letterbox grey; the model was trained with it
+MAX_DET = 300  # ultralytics' predict default
+N_MASK_COEFFS = 32  # YOLO-seg heads emit 32 prototype coefficients per box
+POLY_TOLERANCE_PX = 1.0
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything that finds objects in an upright RGB image."""
+
+    class_names: Sequence[str]
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        """Objects in rgb ((H, W, 3) uint8), in its pixel frame."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Letterbox:
+    """How an image was fitted into the model input: scale per axis, then offset."""
+
+    gain_x: float
+    gain_y: float
+    left: int
+    top: int
+
+
+class OnnxSegDetector:
+    """An exported ultralytics YOLO-seg model (opset 17, fixed size, no NMS) on ONNX Runtime."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        class_names: Sequence[str],
+        *,
+        conf: float = 0.25,
+        iou: float = 0.5,
+        threads: int | None = None,
+    ) -> None:
+        if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
+            raise InvalidArgument(f"conf and iou must be in [0, 1], got conf={conf}, iou={iou}")
+        import onnxruntime as ort
+
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise ModelUnavailable(
+                f"detector model not found at {model_path}: export one with "
+                "vision.train.export_onnx or point the settings at an existing model.onnx"
+            )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or _usable_cores()
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise ModelUnavailable(
+                f"cannot load the detector model {model_path} ({exc}): the file is not a valid "
+                "ONNX model; re-export it with vision.train.export_onnx"
+            ) from None
+        inp = self._session.get_inputs()[0]
+        shape = inp.shape
+        if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+            raise ModelUnavailable(
+                f"{model_path} has input shape {shape}; export with a fixed image size "
+                "(vision.train.export_onnx uses dynamic=False)"
+            )
+        self._input_name = inp.name
+        self.imgsz: tuple[int, int] = (int(shape[2]), int(shape[3]))  # (height, width)
+        outputs = self._session.get_outputs()
+        if len(outputs) != 2:
+            raise ModelUnavailable(
+                f"{model_path} has {len(outputs)} outputs; a YOLO segmentation export has 2 "
+                "(boxes and mask prototypes): export a -seg model without NMS"
+            )
+        channels = outputs[0].shape[1]
+        if isinstance(channels, int) and channels - 4 - N_MASK_COEFFS != len(class_names):
+            raise ModelUnavailable(
+                f"{model_path} predicts {channels - 4 - N_MASK_COEFFS} classes but "
+                f"{len(class_names)} class names were given ({list(class_names)}): "
+                "use the class names from the model's meta.yaml"
+            )
+        self.class_names: Sequence[str] = tuple(class_names)
+        self.conf = conf
+        self.iou = iou
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        """Objects in rgb ((H, W, 3) uint8), boxes and mask polygons in its pixel frame."""
+        if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3):
+            got = getattr(rgb, "shape", type(rgb).__name__)
+            raise InvalidArgument(f"detect needs an (H, W, 3) RGB array, got {got}")
+        if rgb.dtype != np.uint8:
+            raise InvalidArgument(f"detect needs uint8 pixels, got {rgb.dtype}")
+        if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+            raise InvalidArgument(f"detect needs a non-empty image, got shape {rgb.shape}")
+        tensor, lb = _letterbox(np.ascontiguousarray(rgb), self.imgsz)
+        preds, protos = self._session.run(None, {self._input_name: tensor})
+        boxes, scores, classes, coeffs = _decode_boxes(
+            preds[0], len(self.class_names), self.conf, self.iou
+        )
+        if len(boxes) == 0:
+            return Detections.empty(self.class_names)
+        h, w = rgb.shape[:2]
+        xyxy = _unletterbox(boxes, lb, w, h)
+        polygons = [
+            _mask_polygon(c, protos[0], box, lb, self.imgsz)
+            for c, box in zip(coeffs, xyxy, strict=True)
+        ]
+        return Detections(xyxy, scores, classes, polygons, self.class_names)
+
+
+def _usable_cores() -> int:
+    # os.cpu_count() is the host's count; a container or taskset may allow fewer.
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _letterbox(rgb: np.ndarray, imgsz: tuple[int, int]) -> tuple[np.ndarray, _Letterbox]:
+    """Resize keeping the aspect ratio, pad centred with grey: ultralytics' LetterBox."""
+    h0, w0 = rgb.shape[:2]
+    H, W = imgsz
+    r = min(H / h0, W / w0)
+    new_w, new_h = max(round(w0 * r), 1), max(round(h0 * r), 1)
+    img = rgb
+    if (new_w, new_h) != (w0, h0):
+        img = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    dw, dh = (W - new_w) / 2, (H - new_h) / 2
+    # The -0.1/+0.1 split puts an odd pixel of padding at the bottom/right, as ultralytics does.
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    img = cv2.copyMakeBorder(
+        img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
+    )
+    tensor = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+    return tensor, _Letterbox(new_w / w0, new_h / h0, left, top)
+
+
+def _decode_boxes(
+    pred: np.ndarray, nc: int, conf: float, iou: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(4+nc+32, N) raw head output -> kept xyxy (input frame), scores, classes, mask coeffs."""
+    pred = pred.T  # (N, 4 + nc + 32)
+    cls_scores = pred[:, 4 : 4 + nc]
+    classes = cls_scores.argmax(1)
+    scores = cls_scores[np.arange(len(pred)), classes]
+    keep = scores > conf
+    pred, classes, scores = pred[keep], classes[keep], scores[keep]
+    if len(pred) == 0:
+        empty = np.zeros((0, 4), np.float32)
+        return empty, np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((0, 32))
+    cx, cy, bw, bh = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
+    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+    order = _nms(boxes, scores, classes, iou)[:MAX_DET]
+    return boxes[order], scores[order], classes[order].astype(np.int64), pred[order, 4 + nc :]
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy class-aware NMS; indices of kept boxes, best first."""
+    # Shifting each class to its own region keeps different classes from suppressing each other.
+    shifted = boxes + (classes.astype(np.float32) * 7680.0)[:, None]
+    x0, y0, x1, y1 = shifted.T
+    areas = (x1 - x0).clip(0) * (y1 - y0).clip(0)
+    order = np.argsort(-scores, kind="stable")
+    kept: list[int] = []
+    while len(order):
+        i = order[0]
+        kept.append(int(i))
+        rest = order[1:]
+        iw = (np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest])).clip(0)
+        ih = (np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest])).clip(0)
+        inter = iw * ih
+        overlap = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        order = rest[overlap <= iou]
+    return np.asarray(kept, dtype=np.int64)
+
+
+def _unletterbox(boxes: np.ndarray, lb: _Letterbox, w: int, h: int) -> np.ndarray:
+    out = boxes.astype(np.float32).copy()
+    out[:, [0, 2]] = ((out[:, [0, 2]] - lb.left) / lb.gain_x).clip(0, w)
+    out[:, [1, 3]] = ((out[:, [1, 3]] - lb.top) / lb.gain_y).clip(0, h)
+    return out
+
+
+def _mask_polygon(
+    coeffs: np.ndarray,
+    protos: np.ndarray,
+    box: np.ndarray,
+    lb: _Letterbox,
+    imgsz: tuple[int, int],
+) -> np.ndarray:
+    """The detection's mask as its largest outer contour, in image pixels (box if empty)."""
+    c, mh, mw = protos.shape
+    # sigmoid(logit) > 0.5 exactly when logit > 0, so the threshold needs no sigmoid.
+    logits = (coeffs.astype(np.float32) @ protos.reshape(c, -1)).reshape(mh, mw)
+    x0, y0, x1, y1 = (float(v) for v in box)
+    ix0, iy0 = math.floor(x0), math.floor(y0)
+    pw, ph = math.ceil(x1) - ix0, math.ceil(y1) - iy0
+    if pw <= 0 or ph <= 0:
+        return _box_polygon(box)
+    # Sample the prototype grid straight at image resolution, only inside the box: an image
+    # pixel centre (i + 0.5) sits at letterbox x = left + (i + 0.5) * gain, and prototype
+    # cell j's centre at j + 0.5 in a grid imgsz / mw times coarser (bilinear, as in F.interpolate).
+    sx, sy = mw / imgsz[1], mh / imgsz[0]
+    affine = np.array(
+        [
+            [lb.gain_x * sx, 0.0, (lb.left + (ix0 + 0.5) * lb.gain_x) * sx - 0.5],
+            [0.0, lb.gain_y * sy, (lb.top + (iy0 + 0.5) * lb.gain_y) * sy - 0.5],
+        ],
+        dtype=np.float64,
+    )
+    patch = cv2.warpAffine(
+        logits,
+        affine,
+        (pw, ph),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    mask = (patch > 0).astype(np.uint8)
+    # Crop to the box with ultralytics' rule (pixel index in [x0, x1)), so outlines match its own.
+    cols = ix0 + np.arange(pw)
+    rows = iy0 + np.arange(ph)
+    mask[:, (cols < x0) | (cols >= x1)] = 0
+    mask[(rows < y0) | (rows >= y1), :] = 0
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return _box_polygon(box)
+    largest = max(contours, key=cv2.contourArea)
+    simple = cv2.approxPolyDP(largest, POLY_TOLERANCE_PX, True).reshape(-1, 2)
+    if len(simple) < 3:
+        simple = largest.reshape(-1, 2)
+    # Contour points are pixel indices; +0.5 puts them at pixel centres in the same continuous
+    # frame as the boxes, so scaling to another resolution is a plain multiplication.
+    return simple.astype(np.float32) + np.float32([ix0 + 0.5, iy0 + 0.5])
+
+
+def _box_polygon(box: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
