@@ -146,8 +146,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """streetlens serve: the HTTP API, plus a worker on the embedded broker."""
     import uvicorn
 
-    from api.app import create_app
-
     settings = _settings(args)
     settings.home.mkdir(parents=True, exist_ok=True)
     worker = None
@@ -155,7 +153,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env = dict(os.environ, STREETLENS_HOME=str(settings.home), STREETLENS_CITY=settings.city)
         worker = subprocess.Popen(_worker_cmd(1), env=env)
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        # Each API process builds its app (and its sweeper) from the environment; naming the
+        # app by import string also keeps this package free of any import of `api`.
+        os.environ.update(STREETLENS_HOME=str(settings.home), STREETLENS_CITY=settings.city)
+        uvicorn.run(
+            "api.app:create_app", factory=True, host=args.host, port=args.port,
+            workers=args.workers, log_level="info",
+        )  # fmt: skip
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
@@ -212,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--no-worker", action="store_true", help="run workers elsewhere")
+    s.add_argument("--workers", type=int, default=1, help="API processes (one per core)")
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="a Celery worker")
@@ -227,9 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="re-enqueue stuck cases once (serve does it periodically)")
     sw.set_defaults(func=cmd_sweep)
 
+    from pipeline.city_cli import add_city_commands
     from pipeline.train_cli import add_train_commands
 
     add_train_commands(sub)
+    add_city_commands(sub)
     return p
 
 
