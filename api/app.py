@@ -7,7 +7,7 @@ import contextlib
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import errors, ops, reports
+from api import errors, measure, ops, reports
 from pipeline.context import Context
 from pipeline.settings import Settings, get_settings
 from pipeline.sweeper import Sweeper
@@ -57,4 +57,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(reports.router)
     app.include_router(ops.router)
+    app.include_router(measure.router)
     return app

@@ -27,7 +27,7 @@ def register_run(
     """Export, evaluate and record one training run as `models/detector/<version>/`."""
     from ultralytics.utils.torch_utils import strip_optimizer
 
-    from vision.evaluate import evaluate_sources
+    from vision.evaluate import evaluate_sources, serving_threshold
     from vision.train import export_onnx, prepare_ultralytics
 
     prepare_ultralytics(cache_dir / "ultralytics")
@@ -43,14 +43,22 @@ def register_run(
     export_onnx(dest, imgsz, out / "model.onnx")
 
     print("evaluating per source (val splits)", file=sys.stderr)
-    metrics = evaluate_sources(dest, classes, sources, cache_dir / "eval" / version, imgsz=imgsz)
+    work = cache_dir / "eval" / version
+    conf, f1 = serving_threshold(dest, classes, sources, work, imgsz=imgsz)
+    # A young model's scores run low; never serve below 0.05 (noise) or above 0.5.
+    conf = round(min(0.5, max(0.05, conf)), 3)
+    print(f"serving threshold {conf} (box F1 {f1:.3f} on all val splits)", file=sys.stderr)
+    metrics = evaluate_sources(dest, classes, sources, work, imgsz=imgsz, conf=conf)
+    metrics["_serving"] = {"conf": conf, "box_f1_all_val": f1}
     train_args = yaml.safe_load((run_dir / "args.yaml").read_text())
     epochs_done = _epochs_done(run_dir)
     (out / "meta.yaml").write_text(
-        yaml.safe_dump({"class_names": classes, "imgsz": imgsz, "conf": 0.25}, sort_keys=False)
+        yaml.safe_dump({"class_names": classes, "imgsz": imgsz, "conf": conf}, sort_keys=False)
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    (out / "card.md").write_text(_card(version, classes, sources, metrics, train_args, epochs_done))
+    (out / "card.md").write_text(
+        _card(version, classes, sources, metrics, train_args, epochs_done, conf)
+    )
 
     reg_path = models_dir / "registry.yaml"
     reg = yaml.safe_load(reg_path.read_text()) if reg_path.exists() else {}
@@ -61,6 +69,7 @@ def register_run(
         "created": datetime.now(UTC).strftime("%Y-%m-%d"),
         "architecture": train_args.get("model"),
         "imgsz": imgsz,
+        "conf": conf,
         "epochs": epochs_done,
         "training_data": [{"name": s.name, "licence": s.licence} for s in sources],
         "metrics": _headline(metrics),
@@ -82,15 +91,27 @@ def _epochs_done(run_dir: Path) -> int:
 def _headline(metrics: dict) -> dict[str, float]:
     head = {}
     for name, m in metrics.items():
+        if name.startswith("_"):
+            continue
         for key in ("mask_map50", "box_map50", "false_alarm_rate"):
             if key in m:
                 head[f"{name}.{key}"] = round(float(m[key]), 4)
     return head
 
 
-def _card(version, classes, sources, metrics, train_args, epochs_done) -> str:
+def _card(
+    version: str,
+    classes: list[str],
+    sources: list[Source],
+    metrics: dict,
+    train_args: dict,
+    epochs_done: int,
+    conf: float,
+) -> str:
     rows = []
     for name, m in metrics.items():
+        if name.startswith("_"):
+            continue
         if "false_alarm_rate" in m:
             rows.append(
                 f"| {name} | {m['images']} | — | — | — | — | {m['images_with_detections']} photos "
@@ -111,7 +132,12 @@ from scratch (no hub weights) by `streetlens train`, {epochs_done} epoch(s) of
 batch {train_args.get("batch")},
 on CPU. Served from its ONNX export (`model.onnx`) by ONNX Runtime.
 
-## Evaluation (val split of each source, conf 0.25 for the negatives)
+## Serving threshold
+
+Detections are kept from confidence **{conf}**: where box F1 (mean over classes) peaks on all
+val splits together, negatives included (clamped to 0.05–0.5).
+
+## Evaluation (val split of each source; negatives at the serving threshold)
 
 | source | val photos | box mAP50 | box mAP50-95 | mask mAP50 | mask mAP50-95 | notes |
 |---|---|---|---|---|---|---|

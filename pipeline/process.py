@@ -12,6 +12,7 @@ from pipeline import triage
 from pipeline.context import Context
 from pipeline.duplicates import find_duplicate
 from pipeline.errors import PhotoRejected
+from pipeline.measuring import find_card, measure_outline, pose_from
 from pipeline.observability import stage
 from pipeline.types import Case, Finding, MeasurementOut, Report
 
@@ -37,26 +38,6 @@ def _fix(report: Report, capture: object):  # -> geo.types.Fix
     )
 
 
-def _pose(report: Report):  # -> vision.measure.Pose
-    from vision.measure import Pose
-
-    if not report.device_pose:
-        return Pose.default()
-    base = Pose.default()
-    p = report.device_pose
-    # Sensor readings from the app are good to a few degrees; height is still a guess.
-    return dataclasses.replace(
-        base,
-        pitch_deg=p.get("pitch_deg", base.pitch_deg),
-        roll_deg=p.get("roll_deg", base.roll_deg),
-        height_m=p.get("height_m", base.height_m),
-        pitch_sigma_deg=3.0 if "pitch_deg" in p else base.pitch_sigma_deg,
-        roll_sigma_deg=3.0 if "roll_deg" in p else base.roll_sigma_deg,
-        height_sigma_m=0.1 if "height_m" in p else base.height_sigma_m,
-        source="device",
-    )
-
-
 def _measurement_out(m: object) -> MeasurementOut:
     d = dataclasses.asdict(m)  # type: ignore[call-overload]
     return MeasurementOut.model_validate({k: d[k] for k in MeasurementOut.model_fields if k in d})
@@ -67,7 +48,6 @@ def analyse(ctx: Context, data: bytes, report: Report) -> list[Finding]:
     from geo.locate import locate_object
     from vision.errors import ImageRejected
     from vision.image import decode
-    from vision.measure import measure_polygon
 
     s = ctx.settings
     try:
@@ -83,14 +63,15 @@ def analyse(ctx: Context, data: bytes, report: Report) -> list[Finding]:
     with stage("detect"):
         dets = ctx.detector.detect(img.rgb)
     fix = _fix(report, img.capture)
-    pose = _pose(report)
+    pose = pose_from(report.device_pose)
+    card = find_card(img)  # the crew marker card, if in view: measures every finding on its plane
     findings = []
     for i in np.argsort(-dets.confidence):
         cls = dets.class_name(int(i))
         poly_full = dets.polygons[i] / img.scale
         with stage("measure"):
-            m = measure_polygon(
-                poly_full, img.capture, surface=SURFACE.get(cls, "ground"), pose=pose
+            m = measure_outline(
+                img, poly_full, surface=SURFACE.get(cls, "ground"), pose=pose, card=card
             )
         sigma = None
         if m.distance_m_interval is not None:

@@ -19,3 +19,7 @@ class DatasetError(VisionError, ValueError):
 
 class InvalidArgument(VisionError, ValueError):
     """A caller passed a value outside its valid range (a programming or configuration error)."""
+
+
+class NotMeasurable(VisionError, ValueError):
+    """One measuring method cannot give an honest answer for this outline (the next one tries)."""

@@ -6,10 +6,10 @@ along the optical axis. World: X right, Y forward (the optical axis' horizontal 
 Z up, camera at (0, 0, height). Pitch turns the optical axis below the horizon; positive roll
 turns the camera clockwise about its optical axis as its user sees it (its right edge dips).
 
-Methods, in the order a photo earns them: `marker` (a known-size object in the frame) and
-`user-scale` (the resident typed a size) will slot in ahead of the geometric guesses here;
-`ground-plane` and `wall-distance` assume a pose; `pixels-only` is what is left when no metric
-guess is honest.
+Methods, in the order a photo earns them (vision/measure_best.py picks): `marker` (the crew
+card in the frame, vision/marker.py), `user-scale` (two points a known length apart,
+vision/measure_scale.py), then the geometric guesses here: `ground-plane` and `wall-distance`
+assume a pose; `pixels-only` is what is left when no metric guess is honest.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from vision.errors import InvalidArgument
-from vision.types import Capture, Measurement
+from vision.types import Capture, Measurement, MeasureMethod
 
 DIAGONAL_35MM = 43.27  # mm, the diagonal of a 36x24 mm frame that "35 mm equivalent" refers to
 DEFAULT_FOCAL_35MM = 26.0  # typical phone main camera (24-28 mm equivalent)
@@ -333,7 +333,7 @@ def _interval(v: np.ndarray) -> tuple[float, tuple[float, float]]:
 
 
 def _metric(
-    method: Literal["ground-plane", "wall-distance"],
+    method: MeasureMethod,
     area_px: float,
     area: np.ndarray,
     length: np.ndarray,

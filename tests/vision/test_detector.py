@@ -229,7 +229,7 @@ def is_box_outline(polygon: np.ndarray, xyxy: np.ndarray) -> bool:
 
 
 @pytest.mark.slow
-def test_parity_with_ultralytics_predict(served_model: Path) -> None:
+def test_parity_with_ultralytics_predict(served_model: Path, ultralytics_ready: None) -> None:
     """Same photo, same detections as YOLO(weights.pt).predict, within the stated tolerances."""
     import yaml
     from ultralytics import YOLO
