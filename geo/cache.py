@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: duplicate ids and owner fields in the report
 Tables = dict[str, dict[str, np.ndarray]]
 
 

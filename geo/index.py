@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,7 +12,9 @@ import shapely
 
 from geo.crs import Projector
 from geo.errors import GeoInputError, LayerError
+from geo.pip import PolygonIndex
 from geo.spec import CitySpec, norm_name
+from geo.streets import STREET_COLUMNS, StreetMatch, describe_matches, round_m
 from geo.types import Place
 
 if TYPE_CHECKING:
@@ -21,24 +23,6 @@ if TYPE_CHECKING:
 Tables = dict[str, dict[str, np.ndarray]]
 DISTRICT_VOTES = 3  # the nearest coded assets that must agree before a district is named
 _GEOD = pyproj.Geod(ellps="WGS84")
-
-
-@dataclass(frozen=True)
-class StreetMatch:
-    """The street segment nearest a point, and what its attributes say about that spot."""
-
-    street_id: str | None
-    name: str | None
-    road_class: str | None
-    road_owner: str | None
-    distance_m: float
-    side: str  # "left" or "right" of the segment's digitised direction
-    zip_code: str | None
-    interpolated_address: str | None
-
-
-def _r(v: float) -> float:
-    return round(float(v), 2)
 
 
 class CityGeo:
@@ -57,11 +41,11 @@ class CityGeo:
         self._nonlots = tables.get("nonlots", empty)
         self._streets = tables.get("streets")
         self._assets = {k.split(":", 1)[1]: t for k, t in tables.items() if k.startswith("asset:")}
-        # Prepared polygons make the point-in-polygon tests of every lookup cheap.
-        shapely.prepare(self._lots["geom"])
-        shapely.prepare(self._nonlots["geom"])
-        self._lot_tree = shapely.STRtree(self._lots["geom"])
-        self._nonlot_tree = shapely.STRtree(self._nonlots["geom"])
+        # Containment goes through the grid + numpy index (5x GEOS per pair); the trees serve
+        # nearest-lot and nearest-street queries.
+        self._lot_pip = PolygonIndex(self._lots["geom"])
+        self._lot_ids_or_none = np.append(self._lots["id"], None).astype(object)
+        self._nonlot_pip = PolygonIndex(self._nonlots["geom"])
         self._street_tree = shapely.STRtree(self._streets["geom"]) if self._streets else None
         self._asset_trees = {k: shapely.STRtree(t["geom"]) for k, t in self._assets.items()}
         self._district = None
@@ -78,6 +62,24 @@ class CityGeo:
                 code,
                 names.astype(object),
             )
+
+    @cached_property
+    def _lot_tree(self) -> shapely.STRtree:
+        # Only nearest-lot searches need it (a point in no lot): built on the first one.
+        return shapely.STRtree(self._lots["geom"])
+
+    @property
+    def missing_layers(self) -> list[str]:
+        """Layers the city lacks (e.g. parcels for a boundary-only pack): lookups skip them."""
+        out = [] if self.spec.parcels else ["parcels"]
+        return out + ([] if self._streets is not None else ["streets"])
+
+    def layer_tables(self) -> Tables:
+        """The loaded lots, non-lots and streets (local CRS), for loading into another store."""
+        out = {"lots": self._lots, "nonlots": self._nonlots}
+        if self._streets is not None:
+            out["streets"] = self._streets
+        return out
 
     # ---- points in, arrays out (the vectorised core) ------------------------------------
 
@@ -113,17 +115,12 @@ class CityGeo:
         idx, dist = np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
         if not len(self._lots["geom"]):
             return idx, dist
-        pts = shapely.points(x, y)
-        # Bounding boxes from the tree, then exact tests against prepared polygons: faster than a
-        # tree predicate, which would prepare each (point) input instead.
-        inp, tre = self._lot_tree.query(pts)
-        hit = shapely.intersects_xy(self._lots["geom"][tre], x[inp], y[inp])
-        inp, tre = _lowest_per_input(inp[hit], tre[hit])
-        idx[inp], dist[inp] = tre, 0.0
+        idx = self._lot_pip.containing(x, y)
+        dist[idx >= 0] = 0.0
         miss = np.flatnonzero(idx < 0)
         if len(miss) and reach[miss].max() > 0:
             (i2, t2), d = self._lot_tree.query_nearest(
-                pts[miss],
+                shapely.points(x[miss], y[miss]),
                 max_distance=float(reach[miss].max()),
                 return_distance=True,
                 all_matches=False,
@@ -137,10 +134,26 @@ class CityGeo:
     ) -> np.ndarray:
         """Vectorised: each point's lot id (containing lot, else nearest within max_distance_m)."""
         x, y = self._points(lats, lons)
+        return self.parcel_ids_xy(x, y, max_distance_m)
+
+    def parcel_ids_xy(
+        self, x: np.ndarray, y: np.ndarray, max_distance_m: float = 0.0
+    ) -> np.ndarray:
+        """parcel_ids for points already in the city's CRS (metres): no reprojection cost."""
+        x = np.asarray(x, dtype=float).ravel()
+        y = np.asarray(y, dtype=float).ravel()
+        if x.shape != y.shape:
+            raise GeoInputError(f"x and y differ in length: {x.size} vs {y.size}")
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise GeoInputError(f"x and y must be finite coordinates in {self.crs} (metres)")
+        if not (math.isfinite(max_distance_m) and max_distance_m >= 0):
+            raise GeoInputError(f"max_distance_m must be finite and >= 0, got {max_distance_m}")
         idx, _ = self._lot_index(x, y, np.full(len(x), float(max_distance_m)))
-        out = np.full(len(x), None, dtype=object)
-        out[idx >= 0] = self._lots["id"][idx[idx >= 0]]
-        return out
+        return self._lot_ids_or_none[idx]  # -1 (no lot) reads the trailing None
+
+    def to_local(self, lats: np.ndarray, lons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """WGS84 points (checked) as x/y metres in the city's CRS."""
+        return self._points(lats, lons)
 
     def parcel_at(self, lat: float, lon: float) -> str | None:
         """The id of the lot containing the point (right-of-way polygons are not lots)."""
@@ -148,11 +161,8 @@ class CityGeo:
 
     def _nonlot_ids(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         out = np.full(len(x), None, dtype=object)
-        if len(self._nonlots["geom"]):
-            inp, tre = self._nonlot_tree.query(shapely.points(x, y))
-            hit = shapely.intersects_xy(self._nonlots["geom"][tre], x[inp], y[inp])
-            inp, tre = _lowest_per_input(inp[hit], tre[hit])
-            out[inp] = self._nonlots["id"][tre]
+        idx = self._nonlot_pip.containing(x, y)
+        out[idx >= 0] = self._nonlots["id"][idx[idx >= 0]]
         return out
 
     def _nearest(
@@ -180,36 +190,12 @@ class CityGeo:
         s = self._streets
         idx, dist = self._nearest(self._street_tree, x, y, reach)
         m = np.flatnonzero(idx >= 0)
-        if not len(m):
-            return out
-        lines, k = s["geom"][idx[m]], idx[m]
-        pts = shapely.points(x[m], y[m])
-        d = shapely.line_locate_point(lines, pts)
-        length = shapely.length(lines)
-        a = shapely.line_interpolate_point(lines, np.clip(d - 1.0, 0, length))
-        b = shapely.line_interpolate_point(lines, np.clip(d + 1.0, 0, length))
-        q = shapely.line_interpolate_point(lines, d)
-        tx, ty = shapely.get_x(b) - shapely.get_x(a), shapely.get_y(b) - shapely.get_y(a)
-        vx, vy = x[m] - shapely.get_x(q), y[m] - shapely.get_y(q)
-        # Address ranges are given per side of the segment's digitised direction.
-        left = (tx * vy - ty * vx) > 0
-        frac = np.where(length > 0, d / np.where(length > 0, length, 1), 0.0)
-        for j, i in enumerate(m):
-            side = "left" if left[j] else "right"
-            other = "right" if left[j] else "left"
-            z = s[f"zip_{side[0]}"][k[j]] or s[f"zip_{other[0]}"][k[j]]
-            out[i] = StreetMatch(
-                street_id=s["id"][k[j]],
-                name=s["name"][k[j]],
-                road_class=s["cls"][k[j]],
-                road_owner=s["owner"][k[j]],
-                distance_m=_r(dist[i]),
-                side=side,
-                zip_code=z,
-                interpolated_address=_interpolate(
-                    s[f"{side[0]}_from"][k[j]], s[f"{side[0]}_to"][k[j]], frac[j], s["name"][k[j]]
-                ),
-            )
+        k = idx[m]
+        attrs = {c: s[c][k] for c in STREET_COLUMNS}
+        for i, match in zip(
+            m, describe_matches(s["geom"][k], attrs, x[m], y[m], dist[m]), strict=True
+        ):
+            out[i] = match
         return out
 
     def nearest_street(
@@ -296,7 +282,7 @@ class CityGeo:
                     parcel_id=L["id"][li] if li >= 0 else None,
                     address=L["address"][li] if li >= 0 else None,
                     parcel_use=L["use"][li] if li >= 0 else None,
-                    parcel_distance_m=_r(lot_d[i]) if li >= 0 else None,
+                    parcel_distance_m=round_m(lot_d[i]) if li >= 0 else None,
                     street_id=st.street_id if st else None,
                     street_name=st.name if st else None,
                     road_class=st.road_class if st else None,
@@ -307,7 +293,7 @@ class CityGeo:
                     district=district[i],
                     asset_kind=asset_kind,
                     asset_id=self._assets[asset_kind]["id"][a_idx[i]] if a_idx[i] >= 0 else None,
-                    asset_distance_m=_r(a_d[i]) if a_idx[i] >= 0 else None,
+                    asset_distance_m=round_m(a_d[i]) if a_idx[i] >= 0 else None,
                     non_lot_id=nonlot[i] if li < 0 or lot_d[i] > 0 else None,
                 )
             )
@@ -370,25 +356,3 @@ class CityGeo:
             heading = (heading + (180.0 if rng.random() < 0.5 else 0.0)) % 360.0
             out.append((float(lat), float(lon), float(heading), label))
         return out
-
-
-def _lowest_per_input(inp: np.ndarray, tre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One pair per input, the lowest tree index: overlaps resolve by file order."""
-    order = np.lexsort((tre, inp))
-    inp, tre = inp[order], tre[order]
-    head = np.r_[True, inp[1:] != inp[:-1]] if len(inp) else np.empty(0, dtype=bool)
-    return inp[head], tre[head]
-
-
-def _interpolate(frm: float, to: float, frac: float, name: str | None) -> str | None:
-    """A house number placed along the side's address range, with the range's parity."""
-    if name is None or not (math.isfinite(frm) and math.isfinite(to)) or max(frm, to) <= 0:
-        return None
-    frm, to = int(frm), int(to)
-    if min(frm, to) <= 0:
-        frm = to = max(frm, to)  # a one-ended range: the one number it has
-    num = round(frm + frac * (to - frm))
-    if (num - frm) % 2:
-        num += 1 if to >= frm else -1
-    num = min(max(num, min(frm, to)), max(frm, to))
-    return f"{num} {name}"

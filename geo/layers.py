@@ -21,6 +21,7 @@ from geo.read import (
     LoadReport,
     RawLayer,
     numbers,
+    pad_ids,
     read_table,
     read_vector,
     repair_polygons,
@@ -116,38 +117,64 @@ def build(cs: CitySpec) -> tuple[cache.Tables, LoadReport]:
     frame = shapely.buffer(shapely.envelope(boundary), OVERLAP_SLACK_M)
 
     if cs.parcels:
-        ps = cs.parcels
-        raw, crs = _read(ps.src, [ps.id_field], label_field=ps.id_field)
-        ids = text(raw.columns[ps.id_field])
-        for i in np.flatnonzero(_none(ids)):
-            raw.geoms[i] = None
-            raw.report.note("dropped", "missing id", f"feature {i}")
-        labels = np.array([v or f"feature {i}" for i, v in enumerate(ids)], dtype=object)
-        labels[_none(ids)] = None  # already reported
-        geoms = _polygons(raw, labels)
-        ids = ids[raw.kept]
-        _check_bounds(ps.src.name, crs, geoms)
-        geoms = _check_overlap(ps.src.name, proj.project(geoms, crs), frame)
-        lot = np.array([ps.is_lot(i) for i in ids], dtype=bool)
-        raw.report.loaded = len(geoms)
-        report.layers["parcels"] = raw.report
-        address = np.full(lot.sum(), None, dtype=object)
-        use = np.full(lot.sum(), None, dtype=object)
-        if cs.addresses:
-            address, use = _join_addresses(cs, ids[lot], report)
-        tables["lots"] = {"geom": geoms[lot], "id": ids[lot], "address": address, "use": use}
-        tables["nonlots"] = {"geom": geoms[~lot], "id": ids[~lot]}
+        tables.update(_parcels(cs, proj, frame, report))
+    else:
         report.notes.append(
-            f"parcels: {lot.sum()} lots, {(~lot).sum()} right-of-way/unaddressed polygons "
-            f"({', '.join(sorted(set(ids[~lot])))})"
+            "no parcel layer: places carry no parcel id or site address (add layers.parcels, "
+            "e.g. with `streetlens city import`)"
         )
 
     if cs.streets:
         tables["streets"] = _streets(cs.streets, proj, frame, report)
+    else:
+        report.notes.append(
+            "no street layer: places carry no street, road class or owner, so routing by road "
+            "owner falls to its default rule"
+        )
 
     for kind, a in cs.assets.items():
         tables[f"asset:{kind}"] = _asset(a, proj, frame, report)
     return tables, report
+
+
+def _parcels(cs: CitySpec, proj: Projector, frame: Any, report: LoadReport) -> cache.Tables:
+    ps = cs.parcels
+    assert ps is not None
+    raw, crs = _read(ps.src, ps.columns(), label_field=ps.id_field)
+    ids = pad_ids(text(raw.columns[ps.id_field]), ps.id_digits)
+    for i in np.flatnonzero(_none(ids)):
+        raw.geoms[i] = None
+        raw.report.note("dropped", "missing id", f"feature {i}")
+    labels = np.array([v or f"feature {i}" for i, v in enumerate(ids)], dtype=object)
+    labels[_none(ids)] = None  # already reported
+    geoms = _polygons(raw, labels)
+    ids = ids[raw.kept]
+    _check_bounds(ps.src.name, crs, geoms)
+    geoms = _check_overlap(ps.src.name, proj.project(geoms, crs), frame)
+    lot = np.array([ps.is_lot(i) for i in ids], dtype=bool)
+    raw.report.loaded = len(geoms)
+    raw.report.note_duplicates(ids[lot])  # non-lot ids name kinds (ROAD), not lots
+    report.layers["parcels"] = raw.report
+    address = np.full(lot.sum(), None, dtype=object)
+    use = np.full(lot.sum(), None, dtype=object)
+    if cs.addresses:
+        address, use = _join_addresses(cs, ids[lot], report)
+    elif ps.address_field:
+        address = text(raw.columns[ps.address_field])[raw.kept][lot]
+        if ps.use_field:
+            use = text(raw.columns[ps.use_field])[raw.kept][lot]
+        report.notes.append(
+            f"addresses: {int(_none(address).sum())} of {len(address)} lots have no "
+            f"{ps.address_field}"
+        )
+    report.notes.append(
+        f"parcels: {lot.sum()} lots, {(~lot).sum()} right-of-way/unaddressed polygons "
+        f"({', '.join(sorted(set(ids[~lot])))})"
+    )
+    return {
+        "lots": {"geom": geoms[lot], "id": ids[lot], "address": address, "use": use},
+        "nonlots": {"geom": geoms[~lot], "id": ids[~lot]},
+    }
 
 
 def _read(
@@ -243,9 +270,7 @@ def _streets(s: StreetSpec, proj: Projector, frame: Any, report: LoadReport) -> 
         )
     codes = text(c[s.class_field])[ok] if s.class_field else np.full(len(geoms), None, object)
     cls = np.array([s.class_names.get(k, k) if s.class_names else k for k in codes], dtype=object)
-    owner = np.array(
-        [s.owners_by_name.get(norm_name(n), s.owner_default) for n in names], dtype=object
-    )
+    owner = _owners(s, c, ok, names, report)
     seen = {norm_name(n) for n in names}
     unmatched = [s.owner_names[k] for k in s.owners_by_name if k not in seen]
     if unmatched:
@@ -268,8 +293,34 @@ def _streets(s: StreetSpec, proj: Projector, frame: Any, report: LoadReport) -> 
         f = (s.range_fields or {}).get(k)
         table[k] = numbers(c[f])[ok] if f else np.full(len(geoms), np.nan)
     raw.report.loaded = len(geoms)
+    raw.report.note_duplicates(ids)
     report.layers["streets"] = raw.report
     return table
+
+
+def _owners(
+    s: StreetSpec, c: dict[str, np.ndarray], ok: np.ndarray, names: np.ndarray, report: LoadReport
+) -> np.ndarray:
+    """Who maintains each segment: a by_name entry, else the owner field's value, else default."""
+    field = text(c[s.owner_field])[ok] if s.owner_field else np.full(len(names), None, object)
+    out = np.empty(len(names), dtype=object)
+    unmapped: dict[str, int] = {}
+    for i, (n, v) in enumerate(zip(names, field, strict=True)):
+        named = s.owners_by_name.get(norm_name(n))
+        if named is not None:
+            out[i] = named
+        elif v is not None:
+            out[i] = s.owner_values.get(v, v)
+            if s.owner_values and v not in s.owner_values:
+                unmapped[v] = unmapped.get(v, 0) + 1
+        else:
+            out[i] = s.owner_default
+    if unmapped:
+        report.notes.append(
+            f"streets: {s.owner_field} values {sorted(unmapped)} are not in owners.values; they "
+            "are kept as written, so no routing rule on road_owner will match them"
+        )
+    return out
 
 
 def _asset(a: AssetSpec, proj: Projector, frame: Any, report: LoadReport) -> dict:
@@ -291,5 +342,6 @@ def _asset(a: AssetSpec, proj: Projector, frame: Any, report: LoadReport) -> dic
         district = text(raw.columns[a.district_field])[ok]
         district[np.isin(district, list(a.district_missing))] = None
     raw.report.loaded = len(geoms)
+    raw.report.note_duplicates(ids[ok])
     report.layers[f"assets.{a.kind}"] = raw.report
     return {"geom": geoms, "id": ids[ok], "district": district}

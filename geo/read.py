@@ -13,6 +13,7 @@ import pyogrio
 import pyogrio.errors
 import shapely
 
+from geo import parquet
 from geo.errors import LayerError, LayerNotFound
 
 POLYGONAL = (3, 6)  # shapely type ids: Polygon, MultiPolygon
@@ -31,6 +32,8 @@ class LayerReport:
     repaired: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> a few feature labels
+    duplicate_ids: int = 0  # distinct ids held by more than one kept feature
+    duplicates: dict[str, int] = field(default_factory=dict)  # the most repeated ids -> count
 
     def note(self, kind: str, reason: str, label: str) -> None:
         """Count one repaired or dropped feature under `reason`."""
@@ -46,6 +49,17 @@ class LayerReport:
     def dropped_total(self) -> int:
         """Features left out, all reasons together."""
         return sum(self.dropped.values())
+
+    def note_duplicates(self, ids: np.ndarray) -> None:
+        """Count ids that more than one feature carries (reported, not fatal: multipart lots)."""
+        present = np.array([v for v in ids if v is not None], dtype=str)
+        if not len(present):
+            return
+        values, counts = np.unique(present, return_counts=True)
+        many = counts > 1
+        self.duplicate_ids = int(many.sum())
+        order = np.lexsort((values[many], -counts[many]))[:MAX_EXAMPLES]
+        self.duplicates = {str(values[many][i]): int(counts[many][i]) for i in order}
 
 
 @dataclass
@@ -81,9 +95,13 @@ class LoadReport:
         lines = [f"{self.slug} ({self.crs}) from {src} in {self.seconds:.2f} s"]
         for r in self.layers.values():
             why = ", ".join(f"{k}: {v}" for k, v in sorted(r.dropped.items())) or "none"
+            dup = ""
+            if r.duplicate_ids:
+                ex = ", ".join(f"{k} ×{v}" for k, v in r.duplicates.items())
+                dup = f"; {r.duplicate_ids} ids on more than one feature (e.g. {ex})"
             lines.append(
                 f"  {r.name}: {r.features} read, {r.loaded} kept, {r.repaired} repaired, "
-                f"dropped {why}"
+                f"dropped {why}{dup}"
             )
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -132,7 +150,12 @@ def read_vector(
             f"layers.{name}.path in city.yaml"
         )
     try:
-        meta, _fids, wkb, data = pyogrio.raw.read(path, layer=layer, columns=columns, force_2d=True)
+        if parquet.is_geoparquet(path):
+            meta, _fids, wkb, data = parquet.read(path, columns)
+        else:
+            meta, _fids, wkb, data = pyogrio.raw.read(
+                path, layer=layer, columns=columns, force_2d=True
+            )
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
         raise _open_error(name, path, exc) from exc
     cols = _columns(name, path, meta, data, columns, layer)
@@ -143,6 +166,13 @@ def read_vector(
     return RawLayer(_decode(wkb, report, labels), cols, meta.get("crs"), report)
 
 
+def source_info(path: Path, layer: str | int | None = None) -> dict[str, Any]:
+    """A layer's CRS, fields, feature count, geometry type and driver, without reading it."""
+    if parquet.is_geoparquet(path):
+        return parquet.info(path)
+    return pyogrio.read_info(path, layer=layer)
+
+
 def read_table(name: str, path: Path, columns: list[str]) -> tuple[dict[str, np.ndarray], int]:
     """Read the named columns of a table (CSV or any OGR layer), ignoring geometry."""
     if not path.exists():
@@ -151,7 +181,10 @@ def read_table(name: str, path: Path, columns: list[str]) -> tuple[dict[str, np.
             f"layers.{name}.path in city.yaml"
         )
     try:
-        meta, _fids, _wkb, data = pyogrio.raw.read(path, columns=columns, read_geometry=False)
+        if parquet.is_geoparquet(path):
+            meta, _fids, _wkb, data = parquet.read(path, columns, read_geometry=False)
+        else:
+            meta, _fids, _wkb, data = pyogrio.raw.read(path, columns=columns, read_geometry=False)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
         raise _open_error(name, path, exc) from exc
     cols = _columns(name, path, meta, data, columns, None)
@@ -166,7 +199,7 @@ def _columns(
     missing = [c for c in wanted if c not in have]
     if missing:
         try:
-            every = list(pyogrio.read_info(path, layer=layer)["fields"])
+            every = list(source_info(path, layer)["fields"])
         except Exception:  # only for the message: the read itself already worked
             every = have
         raise LayerError(
@@ -281,6 +314,17 @@ def text(values: np.ndarray | list) -> np.ndarray:
         else:
             s = str(v).strip()
             out[i] = s or None
+    return out
+
+
+def pad_ids(ids: np.ndarray, digits: int | None) -> np.ndarray:
+    """Zero-pad ids made of digits only to `digits` (leading zeros lost to a numeric field)."""
+    if not digits:
+        return ids
+    out = ids.copy()
+    for i, v in enumerate(ids):
+        if v is not None and v.isdigit() and len(v) < digits:
+            out[i] = v.zfill(digits)
     return out
 
 

@@ -56,6 +56,16 @@ class ParcelSpec:
     non_lot_ids: frozenset[str]
     non_lot_pattern: re.Pattern[str] | None
     search_m: float
+    # Numeric ids written as numbers lose leading zeros (a Miami-Dade folio "0341..." read as
+    # 341...): ids of digits only are zero-padded back to this width.
+    id_digits: int | None = None
+    address_field: str | None = None  # site address on the parcel layer itself (county exports)
+    use_field: str | None = None
+
+    def columns(self) -> list[str]:
+        """The fields to read."""
+        cols = [self.id_field, self.address_field, self.use_field]
+        return list(dict.fromkeys(c for c in cols if c))
 
     def is_lot(self, pid: str) -> bool:
         """Whether an id names an addressable lot (not right-of-way, water, ...)."""
@@ -89,12 +99,16 @@ class StreetSpec:
     owners_by_name: dict[str, str]  # folded name -> owner
     owner_names: dict[str, str]  # folded name -> as written in city.yaml
     search_m: float
+    owner_field: str | None = None  # a field naming who maintains the road (county exports)
+    owner_values: dict[str, str] = field(default_factory=dict)  # field value -> owner code
 
     def columns(self) -> list[str]:
         """The fields to read."""
         cols = [self.id_field, self.name_field]
         if self.class_field:
             cols.append(self.class_field)
+        if self.owner_field:
+            cols.append(self.owner_field)
         cols += list(self.zip_fields or ())
         cols += list((self.range_fields or {}).values())
         return list(dict.fromkeys(cols))
@@ -167,8 +181,16 @@ def parse_spec(spec: dict[str, Any], data_dir: Path) -> CitySpec:
             non_lot_ids=frozenset(str(v) for v in p.get("non_lot_ids") or ()),
             non_lot_pattern=compiled,
             search_m=float(p.get("search_m", PARCEL_SEARCH_M)),
+            id_digits=_digits(p.get("id_digits")),
+            address_field=p.get("address_field"),
+            use_field=p.get("use_field"),
         )
     if a := layers.get("addresses"):
+        if parcels is not None and parcels.address_field:
+            raise LayerError(
+                "city.yaml gives both layers.addresses and layers.parcels.address_field; keep "
+                "one source of site addresses"
+            )
         addresses = AddressSpec(
             path=data_dir / str(_need(a, "path", "layers.addresses")),
             key_field=str(_need(a, "key_field", "layers.addresses")),
@@ -199,6 +221,14 @@ def parse_spec(spec: dict[str, Any], data_dir: Path) -> CitySpec:
     )
 
 
+def _digits(v: Any) -> int | None:
+    if v is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 64:
+        raise LayerError(f"layers.parcels.id_digits must be a whole number of digits, got {v!r}")
+    return v
+
+
 def _street_spec(s: dict[str, Any], data_dir: Path) -> StreetSpec:
     zips = s.get("zip_fields")
     if zips is not None and len(zips) != 2:
@@ -224,4 +254,6 @@ def _street_spec(s: dict[str, Any], data_dir: Path) -> StreetSpec:
         owners_by_name={norm_name(k): str(v) for k, v in by_name.items()},
         owner_names={norm_name(k): str(k) for k in by_name},
         search_m=float(s.get("search_m", STREET_SEARCH_M)),
+        owner_field=owners.get("field"),
+        owner_values={str(k): str(v) for k, v in (owners.get("values") or {}).items()},
     )
