@@ -26,6 +26,11 @@ class Context:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
+        # Until this time.monotonic() uploads skip the broker (see tasks.enqueue).
+        self.broker_down_until = 0.0
+        # Photos of refused uploads that the store could not say were unused (the sweeper
+        # deletes them once it can).
+        self.orphan_suspects: set[str] = set()
 
     @cached_property
     def store(self) -> SqlCaseStore:
@@ -78,6 +83,8 @@ class Context:
         m = self.model
         with self._lock:
             try:
-                return OnnxSegDetector(m.onnx, m.class_names, conf=self.settings.detector_conf)
+                return OnnxSegDetector(
+                    m.onnx, m.class_names, conf=self.settings.detector_conf or m.conf
+                )
             except ModelUnavailable as exc:
                 raise ConfigError(f"detector {m.version}: {exc}") from exc

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     max_pixels: int = 50_000_000
     max_description_chars: int = 4000
     detect_long_side: int = 1024  # photos are decoded at this size for detection
-    detector_conf: float = 0.25
+    detector_conf: float | None = None  # None: the threshold in the model's own card
     duplicate_radius_m: float = 50.0  # look this far for an open case of the same category
     duplicate_same_spot_m: float = 8.0  # closer than this is the same problem
     duplicate_min_inliers: int = 20  # photo matches that say "the same thing, seen again"
