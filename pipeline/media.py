@@ -33,7 +33,7 @@ def sha256_hex(data: bytes) -> str:
 class MediaStore(Protocol):
     """Where photos live: a local folder by default, any S3-compatible store at scale."""
 
-    def put(self, data: bytes, content_type: str) -> str: ...
+    def put(self, data: bytes, content_type: str, *, sha256: str | None = None) -> str: ...
     def get(self, sha256: str) -> bytes: ...
     def exists(self, sha256: str) -> bool: ...
     def delete(self, sha256: str) -> None: ...
@@ -49,9 +49,9 @@ class LocalMediaStore:
     def _path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
-    def put(self, data: bytes, content_type: str) -> str:
-        """Store the bytes (once) and return their sha256."""
-        digest = sha256_hex(data)
+    def put(self, data: bytes, content_type: str, *, sha256: str | None = None) -> str:
+        """Store the bytes (once) and return their sha256 (`sha256`: already computed)."""
+        digest = sha256 or sha256_hex(data)
         path = self._path(digest)
         if path.is_file():
             return digest
@@ -246,9 +246,10 @@ class S3MediaStore:
             raise
         return True
 
-    def put(self, data: bytes, content_type: str) -> str:
-        """Store the bytes (once: an existing object is left alone) and return their sha256."""
-        digest = sha256_hex(data)
+    def put(self, data: bytes, content_type: str, *, sha256: str | None = None) -> str:
+        """Store the bytes (once: an existing object is left alone) and return their sha256
+        (`sha256`: already computed by the caller)."""
+        digest = sha256 or sha256_hex(data)
         with self._errors(f"store photo {digest}"):
             self._ensure_bucket()
             if not self._stat(digest):
