@@ -84,7 +84,11 @@ class Context:
         with self._lock:
             try:
                 return OnnxSegDetector(
-                    m.onnx, m.class_names, conf=self.settings.detector_conf or m.conf
+                    m.onnx,
+                    m.class_names,
+                    conf=m.conf
+                    if self.settings.detector_conf is None
+                    else self.settings.detector_conf,
                 )
             except ModelUnavailable as exc:
                 raise ConfigError(f"detector {m.version}: {exc}") from exc
