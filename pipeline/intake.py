@@ -56,6 +56,18 @@ def parse_number(field: str, raw: str | float | None, lo: float, hi: float) -> f
     return value
 
 
+def parse_pose(
+    pitch_deg: str | float | None, roll_deg: str | float | None, height_m: str | float | None
+) -> dict[str, float]:
+    """The device pose fields that were sent, checked: pitch/roll in degrees, height in metres."""
+    fields = (
+        ("pitch_deg", parse_number("pitch_deg", pitch_deg, -90, 90)),
+        ("roll_deg", parse_number("roll_deg", roll_deg, -90, 90)),
+        ("height_m", parse_number("camera_height_m", height_m, 0.2, 5)),
+    )
+    return {k: v for k, v in fields if v is not None}
+
+
 def parse_bool(field: str, raw: str | bool | None, default: bool) -> bool:
     """true/false/1/0/yes/no/on/off, or the default when absent."""
     if raw is None or raw == "":
@@ -82,15 +94,7 @@ def build_report(ctx: Context, data: bytes, form: ReportForm) -> tuple[Report, i
         raise InvalidReport("lat and lon go together: send both or neither", field="lat")
     heading = parse_number("heading", form.heading, 0, 360)
     accuracy = parse_number("accuracy_m", form.accuracy_m, 0, 100_000)
-    pose = {
-        k: v
-        for k, v in (
-            ("pitch_deg", parse_number("pitch_deg", form.pitch_deg, -90, 90)),
-            ("roll_deg", parse_number("roll_deg", form.roll_deg, -90, 90)),
-            ("height_m", parse_number("camera_height_m", form.camera_height_m, 0.2, 5)),
-        )
-        if v is not None
-    }
+    pose = parse_pose(form.pitch_deg, form.roll_deg, form.camera_height_m)
     description = (form.description or "").strip()
     if len(description) > s.max_description_chars:
         raise InvalidReport(

@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.context import Context
 from pipeline.errors import InvalidReport, PhotoRejected
-from pipeline.intake import parse_bool, parse_number
+from pipeline.intake import parse_bool, parse_number, parse_pose
 
 if TYPE_CHECKING:  # vision is imported lazily: the API starts without OpenCV loaded
     from vision.image import DecodedImage
@@ -106,15 +106,7 @@ def measure_request(ctx: Context, data: bytes | None, form: MeasureForm) -> dict
         raise InvalidReport(
             f"surface must be 'ground' or 'wall', got {surface[:20]!r}", field="surface"
         )
-    pose_fields = {
-        k: v
-        for k, v in (
-            ("pitch_deg", parse_number("pitch_deg", form.pitch_deg, -90, 90)),
-            ("roll_deg", parse_number("roll_deg", form.roll_deg, -90, 90)),
-            ("height_m", parse_number("camera_height_m", form.camera_height_m, 0.2, 5)),
-        )
-        if v is not None
-    }
+    pose_fields = parse_pose(form.pitch_deg, form.roll_deg, form.camera_height_m)
     use_marker = parse_bool("marker", form.marker, default=True)
     length = parse_number("scale_length_m", form.scale_length_m, 0.001, 1000)
     marks = _points("scale_points", form.scale_points, 2, 2) if form.scale_points else None
