@@ -12,14 +12,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pipeline.errors import (
     CaseNotFound,
     ConfigError,
+    Forbidden,
     IdempotencyConflict,
     InvalidReport,
     LocationMissing,
     OutsideJurisdiction,
     PhotoRejected,
     PhotoTooLarge,
+    RateLimited,
     StoreUnavailable,
     StreetLensError,
+    Unauthorized,
 )
 from pipeline.observability import UPLOADS
 
@@ -31,6 +34,9 @@ STATUS: list[tuple[type[StreetLensError], int]] = [
     (InvalidReport, 422),
     (LocationMissing, 422),
     (OutsideJurisdiction, 422),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (RateLimited, 429),
     (CaseNotFound, 404),
     (IdempotencyConflict, 409),
     (StoreUnavailable, 503),
@@ -57,7 +63,12 @@ def install(app: FastAPI) -> None:
             log.error("service problem: %s", exc)
         if request.method == "POST":
             UPLOADS.labels(exc.code).inc()
-        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=status)
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.field), status_code=status, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

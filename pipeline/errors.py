@@ -71,3 +71,25 @@ class ConfigError(StreetLensError, RuntimeError):
     """A setting, city pack or model file is missing or wrong."""
 
     code = "config_error"
+
+
+class Unauthorized(StreetLensError, PermissionError):
+    """No credentials, or credentials that are not valid (unknown, revoked or expired)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(StreetLensError, PermissionError):
+    """Valid credentials whose role does not allow this."""
+
+    code = "forbidden"
+
+
+class RateLimited(StreetLensError):
+    """Too many requests from one key or client; `retry_after_s` says when to come back."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, field: str | None = None):
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s
