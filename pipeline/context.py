@@ -76,16 +76,17 @@ class Context:
 
     @cached_property
     def detector(self) -> Detector:
-        """The served detector, running from its ONNX export."""
-        from vision.detector import OnnxSegDetector
+        """The served detector, from its OpenVINO or ONNX export (`detector_backend`)."""
+        from vision.detector_select import load_detector
         from vision.errors import ModelUnavailable
 
         m = self.model
         with self._lock:
             try:
-                return OnnxSegDetector(
-                    m.onnx,
+                return load_detector(
+                    m.path,
                     m.class_names,
+                    backend=self.settings.detector_backend,
                     conf=m.conf
                     if self.settings.detector_conf is None
                     else self.settings.detector_conf,

@@ -1,4 +1,4 @@
-"""Register a trained detector: weights, ONNX export, per-source metrics, card, registry."""
+"""Register a trained detector: weights, ONNX and OpenVINO exports, metrics, card, registry."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.errors import ConfigError
+from pipeline.frozen_split import FROZEN_FILE, check_frozen_split, frozen_sets
+from pipeline.registry import ModelVersion, load_registry, save_registry
 from vision.dataset import Source
 
 
@@ -23,32 +26,56 @@ def register_run(
     sources: list[Source],
     imgsz: int,
     serve: bool,
+    openvino: bool = True,
+    backend: str = "auto",
+    progress: bool = False,
 ) -> Path:
-    """Export, evaluate and record one training run as `models/detector/<version>/`."""
+    """Export (ONNX, OpenVINO), evaluate and record one training run as
+    `models/detector/<version>/`. Evaluated on the frozen split when `models/` has one, else
+    on every source's val split. serve: promote it (refused when worse; PromotionRefused)."""
     from ultralytics.utils.torch_utils import strip_optimizer
 
-    from vision.evaluate import evaluate_sources, serving_threshold
-    from vision.train import export_onnx, prepare_ultralytics
+    from vision.detector_select import load_detector
+    from vision.evaluate import ENGINE, EVAL_MIN_CONF, choose_threshold, collect, report, source_set
+    from vision.train import export_onnx, export_openvino, prepare_ultralytics
 
     prepare_ultralytics(cache_dir / "ultralytics")
     weights = run_dir / "weights" / "best.pt"
     if not weights.exists():
         weights = run_dir / "weights" / "last.pt"
+    if not weights.exists():
+        raise ConfigError(f"no weights in {run_dir / 'weights'}: is {run_dir} a training run?")
+    if (models_dir / "detector" / version).exists():
+        raise ConfigError(
+            f"detector {version} already exists in {models_dir}: pick a new version (or "
+            f"delete {models_dir / 'detector' / version} if an earlier `models add` failed)"
+        )
     out = models_dir / "detector" / version
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True)
     dest = out / "weights.pt"
     shutil.copyfile(weights, dest)
     strip_optimizer(str(dest))  # an interrupted run's weights still carry the optimizer
     print(f"exporting {dest} to ONNX", file=sys.stderr)
     export_onnx(dest, imgsz, out / "model.onnx")
+    if openvino:
+        print(f"exporting {dest} to OpenVINO", file=sys.stderr)
+        export_openvino(dest, imgsz, out / "openvino")
 
-    print("evaluating per source (val splits)", file=sys.stderr)
-    work = cache_dir / "eval" / version
-    conf, f1 = serving_threshold(dest, classes, sources, work, imgsz=imgsz)
-    # A young model's scores run low; never serve below 0.05 (noise) or above 0.5.
-    conf = round(min(0.5, max(0.05, conf)), 3)
-    print(f"serving threshold {conf} (box F1 {f1:.3f} on all val splits)", file=sys.stderr)
-    metrics = evaluate_sources(dest, classes, sources, work, imgsz=imgsz, conf=conf)
+    frozen_path = models_dir / FROZEN_FILE
+    if frozen_path.exists():
+        frozen = check_frozen_split(frozen_path, sources)
+        sets, split_name = frozen_sets(frozen, sources), f"frozen split {frozen.digest[:12]}"
+    else:
+        frozen = None
+        sets = [source_set(s) for s in sources if (s.path / "images" / "val").is_dir()]
+        split_name = "val splits"
+    print(f"evaluating on the {split_name} ({ENGINE})", file=sys.stderr)
+    det = load_detector(out, classes, backend=backend, conf=EVAL_MIN_CONF)
+    stats = collect(det, sets, progress=progress)
+    conf, f1 = choose_threshold(stats, len(classes))
+    print(f"serving threshold {conf} (box F1 {f1:.3f} on all val photos)", file=sys.stderr)
+    metrics = report(stats, classes, conf)
+    metrics |= {"backend": det.backend, "version": version, "evaluated_on": split_name}
     metrics["_serving"] = {"conf": conf, "box_f1_all_val": f1}
     train_args = yaml.safe_load((run_dir / "args.yaml").read_text())
     epochs_done = _epochs_done(run_dir)
@@ -56,14 +83,21 @@ def register_run(
         yaml.safe_dump({"class_names": classes, "imgsz": imgsz, "conf": conf}, sort_keys=False)
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if frozen is not None:  # promotion reuses this evaluation instead of running it again
+        from pipeline.promote import FROZEN_REPORT, model_digest
+        from vision.detector_select import resolve_backend
+
+        mv = ModelVersion(version, out, tuple(classes), imgsz, conf)
+        file = resolve_backend(out, backend)[1]
+        saved = metrics | {"model_digest": model_digest(mv, file), "split_digest": frozen.digest}
+        (out / FROZEN_REPORT).write_text(json.dumps(saved, indent=1))
     (out / "card.md").write_text(
-        _card(version, classes, sources, metrics, train_args, epochs_done, conf)
+        _card(version, classes, sources, metrics, train_args, epochs_done, conf, split_name)
     )
 
-    reg_path = models_dir / "registry.yaml"
-    reg = yaml.safe_load(reg_path.read_text()) if reg_path.exists() else {}
-    det = reg.setdefault("detector", {})
-    versions = det.setdefault("versions", {})
+    reg = load_registry(models_dir)
+    det_reg = reg.setdefault("detector", {})
+    versions = det_reg.setdefault("versions", {})
     versions[version] = {
         "path": f"detector/{version}",
         "created": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -71,13 +105,24 @@ def register_run(
         "imgsz": imgsz,
         "conf": conf,
         "epochs": epochs_done,
+        "exports": ["onnx", *(["openvino"] if openvino else [])],
         "training_data": [{"name": s.name, "licence": s.licence} for s in sources],
         "metrics": _headline(metrics),
     }
-    if serve or "served" not in det:
-        det["served"] = version
-    reg_path.write_text(yaml.safe_dump(reg, sort_keys=False, allow_unicode=True))
-    print(f"registered detector {version} in {reg_path}", file=sys.stderr)
+    first = "served" not in det_reg
+    if first:
+        det_reg["served"] = version
+    save_registry(models_dir, reg)
+    print(f"registered detector {version} in {models_dir / 'registry.yaml'}", file=sys.stderr)
+    if serve and not first:
+        if frozen is None:
+            raise ConfigError(
+                f"cannot serve {version} yet: there is no frozen split to compare it on "
+                "(`streetlens models freeze`), then `streetlens models promote`"
+            )
+        from pipeline.promote import promote
+
+        promote(models_dir, version, sources, backend=backend, progress=progress)
     return out
 
 
@@ -90,13 +135,15 @@ def _epochs_done(run_dir: Path) -> int:
 
 def _headline(metrics: dict) -> dict[str, float]:
     head = {}
-    for name, m in metrics.items():
-        if name.startswith("_"):
-            continue
+    for name, m in metrics.get("sources", {}).items():
         for key in ("mask_map50", "box_map50", "false_alarm_rate"):
-            if key in m:
+            if m.get(key) is not None and (key != "false_alarm_rate" or "box_map50" not in m):
                 head[f"{name}.{key}"] = round(float(m[key]), 4)
     return head
+
+
+def _n(v: object) -> str:
+    return "—" if v is None else f"{v:.3f}"
 
 
 def _card(
@@ -107,44 +154,70 @@ def _card(
     train_args: dict,
     epochs_done: int,
     conf: float,
+    split_name: str = "val splits",
 ) -> str:
-    rows = []
-    for name, m in metrics.items():
-        if name.startswith("_"):
-            continue
-        if "false_alarm_rate" in m:
-            rows.append(
-                f"| {name} | {m['images']} | — | — | — | — | {m['images_with_detections']} photos "
-                f"with a detection ({m['false_alarm_rate']:.1%}) |"
-            )
-        else:
-            rows.append(
-                f"| {name} | {m['images']} | {m['box_map50']:.3f} | {m['box_map50_95']:.3f} | "
-                f"{m['mask_map50']:.3f} | {m['mask_map50_95']:.3f} | P {m['box_precision']:.2f} / "
-                f"R {m['box_recall']:.2f} |"
-            )
+    rows, cls_rows, img_rows = [], [], []
+    scopes = [*metrics["sources"].items(), ("all", metrics["all"])]
+    for name, m in scopes:
+        fa = m.get("false_alarm_rate")
+        neg = f"{fa:.1%} of {m['negative_images']}" if fa is not None else "—"
+        rows.append(
+            f"| {name} | {m['images']} | {m['instances']} | {_n(m.get('box_map50'))} | "
+            f"{_n(m.get('box_map50_95'))} | {_n(m.get('mask_map50'))} | "
+            f"{_n(m.get('mask_map50_95'))} | {neg} |"
+        )
+        for cls, c in m["classes"].items():
+            if c["instances"]:
+                cls_rows.append(
+                    f"| {name} | {cls} | {c['instances']} | {_n(c.get('box_map50'))} | "
+                    f"{_n(c.get('mask_map50'))} | {_n(c.get('box_precision'))} | "
+                    f"{_n(c.get('box_recall'))} |"
+                )
+            i = c["image"]
+            if i["tp"] + i["fp"] + i["fn"]:
+                img_rows.append(
+                    f"| {name} | {cls} | {i['tp']} | {i['fp']} | {i['fn']} | {i['tn']} | "
+                    f"{_n(i['precision'])} | {_n(i['recall'])} | {_n(i['f1'])} |"
+                )
     data = "\n".join(f"- **{s.name}** — {s.licence}. {s.attribution}" for s in sources)
+    nl = "\n"
     return f"""# Detector {version}
 
 Segmentation detector for {", ".join(classes)}: ultralytics `{train_args.get("model")}` trained
-from scratch (no hub weights) by `streetlens train`, {epochs_done} epoch(s) of
-{train_args.get("epochs")} planned, at {train_args.get("imgsz")} px,
-batch {train_args.get("batch")},
-on CPU. Served from its ONNX export (`model.onnx`) by ONNX Runtime.
+by `streetlens train` (no hub weights), {epochs_done} epoch(s) of {train_args.get("epochs")}
+planned, at {train_args.get("imgsz")} px, batch {train_args.get("batch")}, on CPU. Served from
+its OpenVINO export (`openvino/model.xml`) when OpenVINO is installed, else its ONNX export
+(`model.onnx`) by ONNX Runtime: the same post-processing either way.
 
 ## Serving threshold
 
 Detections are kept from confidence **{conf}**: where box F1 (mean over classes) peaks on all
-val splits together, negatives included (clamped to 0.05–0.5).
+evaluation photos together, negatives included (clamped to 0.05–0.5).
 
-## Evaluation (val split of each source; negatives at the serving threshold)
+## Evaluation ({split_name}; `streetlens evaluate {version} all` recomputes it)
 
-| source | val photos | box mAP50 | box mAP50-95 | mask mAP50 | mask mAP50-95 | notes |
+Engine: {metrics.get("engine", "")}. Runtime: {metrics.get("backend", "")}.
+mAP uses every detection from conf 0.001; false alarms (photos with nothing to find that get
+a detection) are at the serving threshold.
+
+| source | photos | objects | box mAP50 | box mAP50-95 | mask mAP50 | mask mAP50-95 | false alarms |
+|---|---|---|---|---|---|---|---|
+{nl.join(rows)}
+
+Per class (P/R at the serving threshold, box IoU 0.5):
+
+| source | class | instances | box mAP50 | mask mAP50 | precision | recall |
 |---|---|---|---|---|---|---|
-{chr(10).join(rows)}
+{nl.join(cls_rows)}
+
+Image level ("is there a pothole / graffiti in this photo?", at the serving threshold):
+
+| source | class | TP | FP | FN | TN | precision | recall | F1 |
+|---|---|---|---|---|---|---|---|---|
+{nl.join(img_rows)}
 
 Graffiti labels are boxes: they train as 4-point polygons, so graffiti "masks" are boxes and its
-mask mAP measures box-shaped masks. Negatives (facades, cracks) have no label files' objects.
+mask mAP measures box-shaped masks. Negatives (facades, crack-only roads) have no objects.
 
 ## Training data (read in place from the data directory, never copied)
 
@@ -155,7 +228,6 @@ clear it or retrain on its own crew-verified photos.
 
 ## Limits
 
-Trained briefly on a 2-core CPU; expect misses on photos unlike the training sets (night,
-rain, unusual angles). Every detection is reviewed by a person (`needs_review`) before a crew
-is sent.
+Trained on a 2-core CPU; expect misses on photos unlike the training sets (night, rain,
+unusual angles). Every detection is reviewed by a person (`needs_review`) before a crew is sent.
 """

@@ -44,7 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_models_add(args: argparse.Namespace) -> int:
-    """Export a training run to ONNX and register it as a version (optionally served)."""
+    """Export a training run (ONNX, OpenVINO), evaluate it, register it; --serve promotes it."""
     from pipeline.modelcard import register_run
     from vision.dataset import load_sources
 
@@ -59,27 +59,95 @@ def cmd_models_add(args: argparse.Namespace) -> int:
         sources=sources,
         imgsz=args.imgsz,
         serve=args.serve,
+        openvino=not args.no_openvino,
+        backend=settings.detector_backend,
+        progress=True,
     )
     return 0
 
 
-def cmd_models_list(_: argparse.Namespace) -> int:
-    """Print the registered detector versions."""
-    import yaml
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    """Serve a registered version if it is not worse than the served one on the frozen split."""
+    from pipeline.promote import promote
+    from vision.dataset import load_sources
 
-    reg_path = Settings().models_dir / "registry.yaml"
-    reg = yaml.safe_load(reg_path.read_text()) if reg_path.exists() else {}
-    det = reg.get("detector") or {}
+    settings = Settings()
+    _, sources = load_sources(args.sources, settings.data_dir)
+    record = promote(
+        settings.models_dir,
+        args.version,
+        sources,
+        force=args.force,
+        reason=args.reason or "",
+        backend=settings.detector_backend,
+    )
+    if record:
+        print(_comparison(record))
+        print(f"{record['decision']}: detector {args.version} is now served")
+    return 0
+
+
+def _comparison(record: dict) -> str:
+    cand, base = record["candidate_metrics"], record.get("served_metrics") or {}
+    lines = [f"{'metric (frozen split)':<34}{record['candidate']:>10}{record['served'] or '-':>10}"]
+    for k, v in cand.items():
+        b = base.get(k)
+        lines.append(
+            f"{k:<34}{'—' if v is None else f'{v:.3f}':>10}{'—' if b is None else f'{b:.3f}':>10}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_models_freeze(args: argparse.Namespace) -> int:
+    """Write (or check) the frozen evaluation split in models/frozen-split.yaml."""
+    from pipeline.errors import ConfigError
+    from pipeline.frozen_split import FROZEN_FILE, check_frozen_split, write_frozen_split
+    from vision.dataset import load_sources
+
+    settings = Settings()
+    _, sources = load_sources(args.sources, settings.data_dir)
+    path = settings.models_dir / FROZEN_FILE
+    if args.check or (path.exists() and not args.force):
+        if not path.exists():
+            raise ConfigError(
+                f"no frozen split at {path}: write one with `streetlens models freeze`"
+            )
+        frozen = check_frozen_split(path, sources)
+        n = sum(len(v) for v in frozen.files.values())
+        print(f"{path}: {n} photos, no drift (digest {frozen.digest[:12]})")
+        return 0
+    frozen = write_frozen_split(path, sources)
+    n = sum(len(v) for v in frozen.files.values())
+    print(f"froze {n} val photos of {len(frozen.files)} sources in {path}")
+    return 0
+
+
+def cmd_models_list(_: argparse.Namespace) -> int:
+    """Print the registered detector versions, their frozen-split numbers and promotions."""
+    from pipeline.registry import load_registry
+
+    models_dir = Settings().models_dir
+    det = load_registry(models_dir).get("detector") or {}
     for version, entry in (det.get("versions") or {}).items():
         mark = "*" if version == det.get("served") else " "
-        metrics = entry.get("metrics", {})
-        shown = "  ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
-        print(f"{mark} {version:<6} {entry.get('created', '')}  {shown}")
+        here = (models_dir / entry["path"] / "model.onnx").exists()
+        frozen = entry.get("frozen_metrics") or {}
+        shown = "  ".join(f"{k}={v:.3f}" for k, v in frozen.items() if v is not None)
+        if not shown:
+            metrics = entry.get("metrics", {})
+            shown = "  ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        files = "" if here else "  (weights not here: only the served version's are kept)"
+        print(f"{mark} {version:<6} {entry.get('created', '')}  conf {entry.get('conf')}{files}")
+        print(f"         {shown}")
+    for p in (det.get("promotions") or [])[-5:]:
+        why = f" — {p['reason']}" if p.get("reason") else ""
+        worse = f" (worse: {'; '.join(p['regressions'])})" if p.get("regressions") else ""
+        print(f"  {p['date']}  {p['candidate']} vs {p['served']}: {p['decision']}{worse}{why}")
     return 0
 
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
-    """Attach `train` and `models` to the CLI."""
+    """Attach `train`, `evaluate` and `models` to the CLI."""
     t = sub.add_parser("train", help="train the detector on the data directory's photo sets")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--imgsz", type=int, default=416)
@@ -90,14 +158,40 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     t.set_defaults(func=cmd_train)
 
+    from pipeline.evaluate_cli import add_evaluate_command
+
+    add_evaluate_command(sub, SOURCES_MANIFEST)
+
     m = sub.add_parser("models", help="the model registry")
     msub = m.add_subparsers(dest="models_command", required=True)
-    ml = msub.add_parser("list")
+    ml = msub.add_parser("list", help="versions, frozen-split numbers, promotions")
     ml.set_defaults(func=cmd_models_list)
-    ma = msub.add_parser("add", help="export and register a training run")
+    ma = msub.add_parser(
+        "add", help="export (ONNX, OpenVINO), evaluate and register a training run"
+    )
     ma.add_argument("run_dir", type=Path)
     ma.add_argument("--version", required=True)
     ma.add_argument("--imgsz", type=int, default=416)
     ma.add_argument("--sources", type=Path, default=SOURCES_MANIFEST)
-    ma.add_argument("--serve", action="store_true", help="make it the served version")
+    ma.add_argument(
+        "--serve", action="store_true", help="then promote it (refused when worse than served)"
+    )
+    ma.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO export")
     ma.set_defaults(func=cmd_models_add)
+    mp = msub.add_parser(
+        "promote",
+        help="serve VERSION; refused (exit 2) when it is worse than the served version on the "
+        "frozen split; the comparison is recorded in the registry",
+    )
+    mp.add_argument("version")
+    mp.add_argument("--force", action="store_true", help="serve it even if worse (needs --reason)")
+    mp.add_argument("--reason", help="why (recorded in the registry)")
+    mp.add_argument("--sources", type=Path, default=SOURCES_MANIFEST)
+    mp.set_defaults(func=cmd_models_promote)
+    mf = msub.add_parser(
+        "freeze", help="write models/frozen-split.yaml (val photos + sha256), or check it"
+    )
+    mf.add_argument("--check", action="store_true", help="only check that nothing drifted")
+    mf.add_argument("--force", action="store_true", help="re-freeze an existing split")
+    mf.add_argument("--sources", type=Path, default=SOURCES_MANIFEST)
+    mf.set_defaults(func=cmd_models_freeze)

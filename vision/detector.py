@@ -1,10 +1,11 @@
-"""Run the segmentation detector: a small protocol and its ONNX Runtime implementation."""
+"""Run the segmentation detector: a small protocol, the post-processing every runtime shares,
+and the ONNX Runtime implementation (OpenVINO: vision/detector_openvino.py)."""
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -42,8 +43,79 @@ class _Letterbox:
     top: int
 
 
-class OnnxSegDetector:
+class YoloSegDetector:
+    """An exported ultralytics YOLO-seg model (fixed size, no NMS) and the one post-processing
+    every runtime shares: letterbox, confidence, class-aware NMS, boxes and mask polygons in
+    image pixels. Subclasses only run the network (`_infer`)."""
+
+    imgsz: tuple[int, int]  # (height, width) of the model input
+    backend: str = ""
+
+    def _init_common(self, class_names: Sequence[str], conf: float, iou: float) -> None:
+        if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
+            raise InvalidArgument(f"conf and iou must be in [0, 1], got conf={conf}, iou={iou}")
+        self.class_names: Sequence[str] = tuple(class_names)
+        self.conf = conf
+        self.iou = iou
+
+    def _check_head(self, model_path: Path, shape: Sequence[object], channels: object) -> None:
+        """Refuse a model whose input is not fixed or whose head does not match the names."""
+        if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+            raise ModelUnavailable(
+                f"{model_path} has input shape {list(shape)}; export with a fixed image size "
+                "(vision.train exports with dynamic=False)"
+            )
+        self.imgsz = (int(shape[2]), int(shape[3]))  # type: ignore[call-overload]
+        if isinstance(channels, int) and channels - 4 - N_MASK_COEFFS != len(self.class_names):
+            raise ModelUnavailable(
+                f"{model_path} predicts {channels - 4 - N_MASK_COEFFS} classes but "
+                f"{len(self.class_names)} class names were given ({list(self.class_names)}): "
+                "use the class names from the model's meta.yaml"
+            )
+
+    def _infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(1, 3, H, W) float32 in [0, 1] -> raw head (1, 4+nc+32, N) and prototypes."""
+        raise NotImplementedError
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        """Objects in rgb ((H, W, 3) uint8), boxes and mask polygons in its pixel frame."""
+        return self.detect_outlined(rgb)
+
+    def detect_outlined(
+        self,
+        rgb: np.ndarray,
+        outline: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    ) -> Detections:
+        """detect(), tracing mask outlines only where outline(xyxy, class_id) says True (the
+        rest get their box): evaluation at conf 0.001 needs few of its ~300 outlines."""
+        if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3):
+            got = getattr(rgb, "shape", type(rgb).__name__)
+            raise InvalidArgument(f"detect needs an (H, W, 3) RGB array, got {got}")
+        if rgb.dtype != np.uint8:
+            raise InvalidArgument(f"detect needs uint8 pixels, got {rgb.dtype}")
+        if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+            raise InvalidArgument(f"detect needs a non-empty image, got shape {rgb.shape}")
+        tensor, lb = _letterbox(np.ascontiguousarray(rgb), self.imgsz)
+        preds, protos = self._infer(tensor)
+        boxes, scores, classes, coeffs = _decode_boxes(
+            preds[0], len(self.class_names), self.conf, self.iou
+        )
+        if len(boxes) == 0:
+            return Detections.empty(self.class_names)
+        h, w = rgb.shape[:2]
+        xyxy = _unletterbox(boxes, lb, w, h)
+        wanted = np.ones(len(xyxy), bool) if outline is None else outline(xyxy, classes)
+        polygons = [
+            _mask_polygon(c, protos[0], box, lb, self.imgsz) if want else _box_polygon(box)
+            for c, box, want in zip(coeffs, xyxy, wanted, strict=True)
+        ]
+        return Detections(xyxy, scores, classes, polygons, self.class_names)
+
+
+class OnnxSegDetector(YoloSegDetector):
     """An exported ultralytics YOLO-seg model (opset 17, fixed size, no NMS) on ONNX Runtime."""
+
+    backend = "onnx"
 
     def __init__(
         self,
@@ -54,8 +126,7 @@ class OnnxSegDetector:
         iou: float = 0.5,
         threads: int | None = None,
     ) -> None:
-        if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
-            raise InvalidArgument(f"conf and iou must be in [0, 1], got conf={conf}, iou={iou}")
+        self._init_common(class_names, conf, iou)
         import onnxruntime as ort
 
         model_path = Path(model_path)
@@ -78,54 +149,18 @@ class OnnxSegDetector:
                 "ONNX model; re-export it with vision.train.export_onnx"
             ) from None
         inp = self._session.get_inputs()[0]
-        shape = inp.shape
-        if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
-            raise ModelUnavailable(
-                f"{model_path} has input shape {shape}; export with a fixed image size "
-                "(vision.train.export_onnx uses dynamic=False)"
-            )
         self._input_name = inp.name
-        self.imgsz: tuple[int, int] = (int(shape[2]), int(shape[3]))  # (height, width)
         outputs = self._session.get_outputs()
         if len(outputs) != 2:
             raise ModelUnavailable(
                 f"{model_path} has {len(outputs)} outputs; a YOLO segmentation export has 2 "
                 "(boxes and mask prototypes): export a -seg model without NMS"
             )
-        channels = outputs[0].shape[1]
-        if isinstance(channels, int) and channels - 4 - N_MASK_COEFFS != len(class_names):
-            raise ModelUnavailable(
-                f"{model_path} predicts {channels - 4 - N_MASK_COEFFS} classes but "
-                f"{len(class_names)} class names were given ({list(class_names)}): "
-                "use the class names from the model's meta.yaml"
-            )
-        self.class_names: Sequence[str] = tuple(class_names)
-        self.conf = conf
-        self.iou = iou
+        self._check_head(model_path, inp.shape, outputs[0].shape[1])
 
-    def detect(self, rgb: np.ndarray) -> Detections:
-        """Objects in rgb ((H, W, 3) uint8), boxes and mask polygons in its pixel frame."""
-        if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3):
-            got = getattr(rgb, "shape", type(rgb).__name__)
-            raise InvalidArgument(f"detect needs an (H, W, 3) RGB array, got {got}")
-        if rgb.dtype != np.uint8:
-            raise InvalidArgument(f"detect needs uint8 pixels, got {rgb.dtype}")
-        if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-            raise InvalidArgument(f"detect needs a non-empty image, got shape {rgb.shape}")
-        tensor, lb = _letterbox(np.ascontiguousarray(rgb), self.imgsz)
+    def _infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         preds, protos = self._session.run(None, {self._input_name: tensor})
-        boxes, scores, classes, coeffs = _decode_boxes(
-            preds[0], len(self.class_names), self.conf, self.iou
-        )
-        if len(boxes) == 0:
-            return Detections.empty(self.class_names)
-        h, w = rgb.shape[:2]
-        xyxy = _unletterbox(boxes, lb, w, h)
-        polygons = [
-            _mask_polygon(c, protos[0], box, lb, self.imgsz)
-            for c, box in zip(coeffs, xyxy, strict=True)
-        ]
-        return Detections(xyxy, scores, classes, polygons, self.class_names)
+        return preds, protos
 
 
 def _usable_cores() -> int:

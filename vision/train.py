@@ -64,10 +64,13 @@ def train_detector(
     workers: int = 2,
     fraction: float = 1.0,
     seed: int = 0,
+    plots: bool = True,
 ) -> Path:
     """Train (or resume, or fine-tune) and return the best weights' path."""
     from ultralytics import YOLO
 
+    # Ultralytics files a relative `project` under its own runs/<task>/ folder: make it absolute.
+    run_dir = Path(run_dir).resolve()
     last = run_dir / "weights" / "last.pt"
     if resume:
         if not last.exists():
@@ -93,7 +96,7 @@ def train_detector(
             exist_ok=True,
             fraction=fraction,
             seed=seed,
-            plots=True,
+            plots=plots,
             verbose=False,
             **PHONE_AUGMENT,
         )
@@ -110,3 +113,37 @@ def export_onnx(weights: Path, imgsz: int, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(path, out)
     return out
+
+
+def export_openvino(weights: Path, imgsz: int, out_dir: Path, *, fp16: bool = True) -> Path:
+    """Export trained weights to OpenVINO IR (fixed input size, no NMS) as out_dir/model.xml.
+
+    fp16 stores the weights at half precision (half the size on disk); OpenVINO computes in
+    f32 on the CPU all the same (vision.detector_openvino asks for it).
+    """
+    from ultralytics import YOLO
+
+    # ultralytics writes its export beside the weights: work on a copy in the output's parent
+    # so that a read-only or committed weights folder is never touched.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = out_dir.parent / f".{out_dir.name}-export"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    src = work / "model.pt"
+    shutil.copyfile(weights, src)
+    model = YOLO(str(src))
+    exported = Path(
+        model.export(format="openvino", imgsz=imgsz, dynamic=False, quantize=16 if fp16 else 32)
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    xml = next(exported.glob("*.xml"))
+    # The IR names its weights file by the .xml's stem: rename both together.
+    shutil.move(xml, out_dir / "model.xml")
+    shutil.move(xml.with_suffix(".bin"), out_dir / "model.bin")
+    meta = exported / "metadata.yaml"
+    if meta.exists():
+        shutil.move(meta, out_dir / "metadata.yaml")
+    shutil.rmtree(work, ignore_errors=True)
+    return out_dir / "model.xml"

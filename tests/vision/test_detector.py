@@ -1,15 +1,17 @@
-"""The ONNX detector: geometry on a model with a known head, parity with ultralytics."""
+"""The served detectors (ONNX Runtime and OpenVINO, one post-processing): geometry on a model
+with a known head, parity with ultralytics."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from vision.detector import Detector, OnnxSegDetector, _letterbox
+from vision.detector import Detector, OnnxSegDetector, YoloSegDetector, _letterbox
 from vision.errors import InvalidArgument, ModelUnavailable, VisionError
 from vision.image import decode
 from vision.types import Detections
@@ -82,8 +84,34 @@ def fixed_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fake_head_model(path, boxes, protos)
 
 
-def test_fixed_head_nms_confidence_and_boxes(fixed_head: Path) -> None:
-    det = OnnxSegDetector(fixed_head, NAMES, conf=0.25, iou=0.5, threads=1)
+def as_openvino(onnx_path: Path) -> Path:
+    """The same network as OpenVINO IR (model.xml + model.bin) beside it."""
+    ov = pytest.importorskip("openvino")
+    xml = onnx_path.parent / "openvino" / "model.xml"
+    if not xml.exists():
+        xml.parent.mkdir(exist_ok=True)
+        ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=False)
+    return xml
+
+
+@pytest.fixture(params=["onnx", "openvino"])
+def make_detector(request: pytest.FixtureRequest) -> Callable[..., YoloSegDetector]:
+    """Build a detector on either runtime from an ONNX file (OpenVINO: converted to IR)."""
+
+    def make(path: Path, names: Sequence[str], **kw: float) -> YoloSegDetector:
+        if request.param == "onnx":
+            return OnnxSegDetector(path, names, **kw)
+        from vision.detector_openvino import OpenVinoSegDetector
+
+        return OpenVinoSegDetector(as_openvino(path), names, **kw)
+
+    return make
+
+
+def test_fixed_head_nms_confidence_and_boxes(
+    fixed_head: Path, make_detector: Callable[..., YoloSegDetector]
+) -> None:
+    det = make_detector(fixed_head, NAMES, conf=0.25, iou=0.5, threads=1)
     assert isinstance(det, Detector)
     assert det.imgsz == (IMGSZ, IMGSZ)
     out = det.detect(blank(480, 640))  # letterbox gain 0.65, 52 px pad top and bottom
@@ -97,15 +125,17 @@ def test_fixed_head_nms_confidence_and_boxes(fixed_head: Path) -> None:
     # An empty mask falls back to the box outline.
     np.testing.assert_allclose(out.polygons[2], box_polygon(out.xyxy[2]))
     assert out.class_name(2) == "graffiti"
-    assert len(OnnxSegDetector(fixed_head, NAMES, conf=0.95).detect(blank(64, 64))) == 0
-    loose = OnnxSegDetector(fixed_head, NAMES, conf=0.1, iou=0.99).detect(blank(480, 640))
+    assert len(make_detector(fixed_head, NAMES, conf=0.95).detect(blank(64, 64))) == 0
+    loose = make_detector(fixed_head, NAMES, conf=0.1, iou=0.99).detect(blank(480, 640))
     assert len(loose) == 5  # nothing suppressed at IoU 0.99, the weak box above conf 0.1
 
 
 @pytest.mark.parametrize("shape", [(480, 640), (832, 416), (3000, 4000), (416, 416)])
-def test_fixed_head_mask_lands_on_the_image(fixed_head: Path, shape: tuple[int, int]) -> None:
+def test_fixed_head_mask_lands_on_the_image(
+    fixed_head: Path, shape: tuple[int, int], make_detector: Callable[..., YoloSegDetector]
+) -> None:
     h, w = shape
-    out = OnnxSegDetector(fixed_head, NAMES, threads=1).detect(blank(h, w))
+    out = make_detector(fixed_head, NAMES, threads=1).detect(blank(h, w))
     # Where ultralytics' letterbox puts the image, the disc (radius 40 input px) comes back.
     gain = min(IMGSZ / h, IMGSZ / w)
     new_w, new_h = round(w * gain), round(h * gain)
@@ -229,17 +259,32 @@ def is_box_outline(polygon: np.ndarray, xyxy: np.ndarray) -> bool:
 
 
 @pytest.mark.slow
-def test_parity_with_ultralytics_predict(served_model: Path, ultralytics_ready: None) -> None:
-    """Same photo, same detections as YOLO(weights.pt).predict, within the stated tolerances."""
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_parity_with_ultralytics_predict(
+    served_model: Path, ultralytics_ready: None, backend: str, tmp_path: Path
+) -> None:
+    """Same photo, same detections as YOLO(weights.pt).predict, within the stated tolerances,
+    on ONNX Runtime and on OpenVINO (its own export from the weights, fp16-stored weights)."""
     import yaml
     from ultralytics import YOLO
+
+    from vision.detector_select import load_detector
 
     meta = yaml.safe_load((served_model / "meta.yaml").read_text())
     names = meta["class_names"]
     photos = [(p.name, decode(p.read_bytes()).rgb) for p in parity_photos()]
     conf = parity_threshold(served_model / "model.onnx", names, [rgb for _, rgb in photos])
     near_threshold = conf * (1 + CONF_BAND_REL)
-    ours = OnnxSegDetector(served_model / "model.onnx", names, conf=conf, iou=0.5)
+    model = served_model / "model.onnx"
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+        from vision.train import export_openvino
+
+        model = served_model / "openvino" / "model.xml"
+        if not model.exists():
+            model = export_openvino(served_model / "weights.pt", meta["imgsz"], tmp_path / "ov")
+    ours = load_detector(model, names, conf=conf, iou=0.5)
+    assert ours.backend == backend
     assert ours.imgsz == (meta["imgsz"], meta["imgsz"])
     theirs = YOLO(str(served_model / "weights.pt"))
     compared, ious = 0, []

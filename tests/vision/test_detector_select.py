@@ -1,0 +1,50 @@
+"""Which runtime serves a version folder: the detector_backend setting and what is exported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vision.detector_select import load_detector, openvino_installed, resolve_backend
+from vision.errors import InvalidArgument, ModelUnavailable
+
+
+def version_dir(tmp_path: Path, *, openvino: bool) -> Path:
+    d = tmp_path / "v9"
+    d.mkdir(parents=True)
+    (d / "model.onnx").write_bytes(b"onnx")
+    if openvino:
+        (d / "openvino").mkdir()
+        (d / "openvino" / "model.xml").write_text("<net/>")
+        (d / "openvino" / "model.bin").write_bytes(b"")
+    return d
+
+
+def test_auto_prefers_openvino_when_exported_and_installed(tmp_path: Path) -> None:
+    with_ov = version_dir(tmp_path / "a", openvino=True)
+    without = version_dir(tmp_path / "b", openvino=False)
+    expected = "openvino" if openvino_installed() else "onnx"
+    assert resolve_backend(with_ov, "auto")[0] == expected
+    assert resolve_backend(without, "auto") == ("onnx", without / "model.onnx")
+    assert resolve_backend(with_ov, "onnx") == ("onnx", with_ov / "model.onnx")
+    assert resolve_backend(without, "openvino") == (
+        "openvino",
+        without / "openvino" / "model.xml",
+    )
+    with pytest.raises(InvalidArgument, match="auto, openvino or onnx"):
+        resolve_backend(with_ov, "tensorrt")
+
+
+def test_missing_or_broken_exports_say_what_to_do(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    without = version_dir(tmp_path / "b", openvino=False)
+    with pytest.raises(ModelUnavailable, match="not found"):
+        load_detector(without, ["pothole"], backend="openvino")
+    broken = version_dir(tmp_path / "c", openvino=True)
+    with pytest.raises(ModelUnavailable, match="cannot read the OpenVINO model"):
+        load_detector(broken, ["pothole"], backend="openvino")
+    weights = without / "weights.pt"
+    weights.write_bytes(b"torch")
+    with pytest.raises(ModelUnavailable, match="neither an ONNX file nor an OpenVINO"):
+        load_detector(weights, ["pothole"])

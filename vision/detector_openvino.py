@@ -1,0 +1,102 @@
+"""The segmentation detector on OpenVINO (CPU), with the post-processing of vision.detector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vision.detector import YoloSegDetector, _usable_cores
+from vision.errors import ModelUnavailable
+
+
+def openvino_xml(path: Path) -> Path:
+    """The IR file (.xml) of an OpenVINO export: the file itself or the one inside a folder."""
+    path = Path(path)
+    if path.is_dir():
+        xmls = sorted(path.glob("*.xml"))
+        if len(xmls) != 1:
+            raise ModelUnavailable(
+                f"{path} holds {len(xmls)} .xml files; an OpenVINO export holds exactly one "
+                "(export with vision.train.export_openvino)"
+            )
+        return xmls[0]
+    return path
+
+
+class OpenVinoSegDetector(YoloSegDetector):
+    """An ultralytics YOLO-seg model exported to OpenVINO IR (fixed size, no NMS), on the CPU."""
+
+    backend = "openvino"
+
+    def __init__(
+        self,
+        model_path: Path,
+        class_names: Sequence[str],
+        *,
+        conf: float = 0.25,
+        iou: float = 0.5,
+        threads: int | None = None,
+    ) -> None:
+        self._init_common(class_names, conf, iou)
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ModelUnavailable(
+                "the OpenVINO runtime is not installed: `pip install openvino` or set "
+                "STREETLENS_DETECTOR_BACKEND=onnx"
+            ) from None
+        xml = openvino_xml(Path(model_path))
+        if not xml.is_file() or not xml.with_suffix(".bin").is_file():
+            raise ModelUnavailable(
+                f"OpenVINO model not found at {xml} (+ .bin): export one with "
+                "vision.train.export_openvino or set STREETLENS_DETECTOR_BACKEND=onnx"
+            )
+        core = ov.Core()
+        try:
+            model = core.read_model(str(xml))
+        except Exception as exc:
+            raise ModelUnavailable(
+                f"cannot read the OpenVINO model {xml} ({exc}): re-export it with "
+                "vision.train.export_openvino"
+            ) from None
+        inputs, outputs = model.inputs, model.outputs
+        if len(inputs) != 1 or len(outputs) != 2:
+            raise ModelUnavailable(
+                f"{xml} has {len(inputs)} inputs and {len(outputs)} outputs; a YOLO "
+                "segmentation export has 1 and 2 (boxes and mask prototypes)"
+            )
+        pshape = inputs[0].get_partial_shape()
+        shape = [d.get_length() if d.is_static else None for d in pshape]
+        # The head is the 3-D output, the prototypes the 4-D one, whatever their order.
+        ranks = [o.get_partial_shape().rank.get_length() for o in outputs]
+        if sorted(ranks) != [3, 4]:
+            raise ModelUnavailable(f"{xml}: outputs of rank {ranks}, expected a 3-D and a 4-D")
+        self._head_idx = ranks.index(3)
+        self._proto_idx = ranks.index(4)
+        ch = outputs[self._head_idx].get_partial_shape()[1]
+        self._check_head(xml, shape, ch.get_length() if ch.is_static else None)
+        config = {
+            # Both cores for one photo at a time (the serving pattern), in full precision so
+            # results match ultralytics and ONNX Runtime (a CPU with bf16 would pick it).
+            "INFERENCE_NUM_THREADS": threads or _usable_cores(),
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        try:
+            self._compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:
+            raise ModelUnavailable(f"OpenVINO cannot compile {xml} for the CPU ({exc})") from None
+        self._request = self._compiled.create_infer_request()
+        self.model_path = xml
+
+    def _infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # One request per detector: callers share a detector across threads only under a lock
+        # (pipeline.context builds it once per process, workers are processes).
+        self._request.infer({0: tensor})
+        preds = self._request.get_output_tensor(self._head_idx).data
+        protos = self._request.get_output_tensor(self._proto_idx).data
+        # The request reuses its output buffers on the next call: keep copies.
+        return np.array(preds, copy=True), np.array(protos, copy=True)

@@ -1,0 +1,59 @@
+"""Pick the detector runtime for a model folder or file: OpenVINO, ONNX Runtime or ultralytics."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from vision.detector import OnnxSegDetector, YoloSegDetector
+from vision.errors import InvalidArgument, ModelUnavailable
+
+Backend = Literal["auto", "openvino", "onnx"]
+OPENVINO_DIR = "openvino"  # a version folder's OpenVINO export: openvino/model.xml + .bin
+ONNX_FILE = "model.onnx"
+
+
+def openvino_installed() -> bool:
+    """Whether the OpenVINO runtime can be imported here."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_backend(model_dir: Path, backend: str = "auto") -> tuple[str, Path]:
+    """(backend, model file) for a version folder: auto is OpenVINO when it is installed and
+    the folder holds its export, else ONNX Runtime."""
+    if backend not in ("auto", "openvino", "onnx"):
+        raise InvalidArgument(f"detector backend must be auto, openvino or onnx, not {backend!r}")
+    ov_xml = model_dir / OPENVINO_DIR / "model.xml"
+    if backend == "openvino" or (backend == "auto" and openvino_installed() and ov_xml.is_file()):
+        return "openvino", ov_xml
+    return "onnx", model_dir / ONNX_FILE
+
+
+def load_detector(
+    model: Path,
+    class_names: Sequence[str],
+    *,
+    backend: str = "auto",
+    conf: float = 0.25,
+    iou: float = 0.5,
+    threads: int | None = None,
+) -> YoloSegDetector:
+    """A detector for a version folder (backend chosen as resolve_backend says), an .onnx
+    file, or an OpenVINO export (.xml or its folder)."""
+    model = Path(model)
+    if model.is_dir() and not list(model.glob("*.xml")):
+        backend, model = resolve_backend(model, backend)
+    if not model.exists():
+        raise ModelUnavailable(f"detector model not found at {model}")
+    if model.suffix == ".onnx":
+        return OnnxSegDetector(model, class_names, conf=conf, iou=iou, threads=threads)
+    if model.suffix == ".xml" or model.is_dir():
+        from vision.detector_openvino import OpenVinoSegDetector
+
+        return OpenVinoSegDetector(model, class_names, conf=conf, iou=iou, threads=threads)
+    raise ModelUnavailable(
+        f"{model} is neither an ONNX file nor an OpenVINO export; ultralytics weights (.pt) "
+        "are served by vision.detector_torch.UltralyticsSegDetector (the train extra)"
+    )
