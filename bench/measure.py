@@ -6,7 +6,9 @@ Cases come from vision.groundtruth (real road and facade textures under known ca
 each method it prints the median and p90 of |area error| and how often the 5-95% interval
 holds the truth, with the true outline; then the same with the served detector's outline
 when models/registry.yaml serves one (skipped with a note otherwise), and with a loose box
-refined by GrabCut (the self-tag path). Targets (the issue):
+refined by GrabCut (the self-tag path). Every method gets the photo with the pose, as the app
+sends both: the ground plane fuses the pose with a hand-held height prior and with the tilt
+read off the road's texture (vision/measure_tilt.py). Targets (the issue):
 marker <= 3% median; exact pose <= 5% median; with pose noise of 5 deg and 0.2 m, coverage
 >= 80% and median <= 15%.
 """
@@ -66,7 +68,8 @@ def runs(c: TruthCase, poly: np.ndarray, rng: np.random.Generator, samples: int)
     """(row name, Measurement) for every method this case can test, on the given outline."""
     img = decode(c.jpeg)
     cap, surface = img.capture, c.surface
-    common = {"surface": surface, "samples": samples}
+    # The photo goes with the pose, as the app sends both: the ground plane reads the tilt off it.
+    common = {"surface": surface, "samples": samples, "rgb": img.rgb}
     if c.marker:
         sighting = find_marker(img.rgb)
         m = (

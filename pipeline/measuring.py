@@ -90,6 +90,7 @@ def measure_outline(
         pose=pose,
         marker=card,
         scale=scale,  # type: ignore[arg-type]
+        rgb=img.rgb,  # the ground plane reads the camera's tilt off the road's texture
     )
 
 

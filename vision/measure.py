@@ -17,13 +17,16 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 
 from vision.errors import InvalidArgument
 from vision.types import Capture, Measurement, MeasureMethod
+
+if TYPE_CHECKING:
+    from vision.measure_tilt import TiltReading
 
 DIAGONAL_35MM = 43.27  # mm, the diagonal of a 36x24 mm frame that "35 mm equivalent" refers to
 DEFAULT_FOCAL_35MM = 26.0  # typical phone main camera (24-28 mm equivalent)
@@ -32,6 +35,15 @@ MIN_VALID_FRACTION = 0.8  # samples that must hit the ground for a ground-plane 
 DEFAULT_WALL_DISTANCE_M = 4.0
 DEFAULT_WALL_DISTANCE_SIGMA_M = 2.0
 MIN_WALL_DISTANCE_M = 0.3
+
+# How people hold a phone to photograph the street at their feet: camera 1.2-1.8 m above the
+# ground (chest to eye height; soft edges), with a broad tail (0.3-5 m, log-uniform) so that a
+# camera on a pole, a kerb or a van is believed when the device says so.
+HANDHELD_HEIGHT_M = (1.2, 1.8)
+HANDHELD_EDGE_M = 0.05
+HANDHELD_WEIGHT = 0.85
+HEIGHT_PRIOR_RANGE_M = (0.3, 5.0)
+PROPOSALS_PER_SAMPLE = 8
 
 # Relative (log-normal) focal-length uncertainty by where the focal length came from.
 FOCAL_SIGMA_REL = {"exif-35mm": 0.0, "exif-focal+model": 0.03, "default": 0.25}
@@ -117,6 +129,7 @@ def measure_polygon(
     wall_distance_sigma_m: float | None = None,
     samples: int = 256,
     seed: int = 0,
+    tilt: TiltReading | None = None,
 ) -> Measurement:
     """Area, length and width in metres (median, 5-95% interval) of an outline in the photo.
 
@@ -125,6 +138,10 @@ def measure_polygon(
     dropped, and if more than 20% are dropped the result is pixels-only. On a wall the wall is
     taken as facing the camera at wall_distance_m (default 4 +- 2 m; a given distance without
     a sigma gets 25% of it).
+
+    The pose is a posterior, not a point: a measured pose (source other than 'default') is
+    fused with how people hold phones (HANDHELD_HEIGHT_M), and on the ground with what the
+    photo's texture says about the tilt (`tilt`, vision/measure_tilt.py) when given.
     """
     if surface not in ("ground", "wall"):
         raise InvalidArgument(f"surface must be 'ground' or 'wall', got {surface!r}")
@@ -146,7 +163,7 @@ def measure_polygon(
     focal_note = _focal_note(capture, focal_source)
     pose = pose or Pose.default()
     if surface == "ground":
-        return _ground(poly, area_px, (f, cx, cy), pose, rng, focal_note, samples)
+        return _ground(poly, area_px, (f, cx, cy), pose, rng, focal_note, samples, tilt)
     return _wall(poly, area_px, (f, cx, cy), pose, wall, rng, focal_note)
 
 
@@ -176,11 +193,12 @@ def _ground(
     rng: np.random.Generator,
     focal_note: str,
     n: int,
+    tilt: TiltReading | None = None,
 ) -> Measurement:
     f, cx, cy = cam
-    height = _truncated_normal(rng, pose.height_m, pose.height_sigma_m, 0.05, 100.0, n)
-    pitch = np.radians(_truncated_normal(rng, pose.pitch_deg, pose.pitch_sigma_deg, -90, 90, n))
-    roll = np.radians(rng.normal(pose.roll_deg, pose.roll_sigma_deg, n))
+    height, height_note = _height_posterior(rng, pose, n)
+    pitch_deg, roll_deg, tilt_note = _tilt_posterior(rng, pose, tilt, n)
+    pitch, roll = np.radians(pitch_deg), np.radians(roll_deg)
     xw, yw, zw = _world_rays(poly, f, cx, cy, pitch, roll)  # each (n, K)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = height[:, None] / -zw
@@ -191,6 +209,7 @@ def _ground(
         f"camera {pose.height_m:g} +- {pose.height_sigma_m:g} m above flat ground, optical axis "
         f"{pose.pitch_deg:g} +- {pose.pitch_sigma_deg:g} deg below horizontal, roll "
         f"{pose.roll_deg:g} +- {pose.roll_sigma_deg:g} deg (pose: {pose.source})"
+        f"{height_note}{tilt_note}"
     )
     n_valid = int(valid.sum())
     if n_valid < MIN_VALID_FRACTION * n:
@@ -255,6 +274,74 @@ def _wall(
         f"wall-distance: the object is on a flat wall facing the camera at {dist_note}; "
         f"roll {pose.roll_deg:g} +- {pose.roll_sigma_deg:g} deg (pose: {pose.source}); "
         f"{focal_note}; medians of {n} samples, 5-95% intervals",
+    )
+
+
+def handheld_height_prior(h: np.ndarray) -> np.ndarray:
+    """Prior density (unnormalised) of a hand-held camera's height above the ground, metres."""
+    lo, hi = HANDHELD_HEIGHT_M
+    h = np.asarray(h, float)
+    with np.errstate(over="ignore"):
+        box = 1.0 / (
+            (1.0 + np.exp((lo - h) / HANDHELD_EDGE_M)) * (1.0 + np.exp((h - hi) / HANDHELD_EDGE_M))
+        )
+    a, b = HEIGHT_PRIOR_RANGE_M
+    tail = np.where((h >= a) & (h <= b), 1.0 / (np.maximum(h, 1e-9) * math.log(b / a)), 0.0)
+    return HANDHELD_WEIGHT * box / (hi - lo) + (1.0 - HANDHELD_WEIGHT) * tail
+
+
+def _height_posterior(rng: np.random.Generator, pose: Pose, n: int) -> tuple[np.ndarray, str]:
+    """Camera heights drawn from the reading's Gaussian times the hand-held prior.
+
+    The default pose is itself the hand-held guess, and an exact reading needs no prior; both
+    are drawn as given. Otherwise: sampling-importance-resampling from the reading.
+    """
+    if pose.source == "default" or pose.height_sigma_m == 0.0:
+        return _truncated_normal(rng, pose.height_m, pose.height_sigma_m, 0.05, 100.0, n), ""
+    m = PROPOSALS_PER_SAMPLE * n
+    prop = _truncated_normal(rng, pose.height_m, pose.height_sigma_m, 0.05, 100.0, m)
+    w = handheld_height_prior(prop)
+    if not np.isfinite(w).all() or w.sum() <= 0:
+        return prop[:n], ""
+    h = rng.choice(prop, size=n, p=w / w.sum())
+    lo, mid, hi = np.percentile(h, [5, 50, 95])
+    return h, (
+        f"; height {mid:.2f} m ({lo:.2f}-{hi:.2f}) after the reading is weighed with how people "
+        f"hold phones ({HANDHELD_HEIGHT_M[0]:g}-{HANDHELD_HEIGHT_M[1]:g} m, a broad tail beyond)"
+    )
+
+
+def _tilt_posterior(
+    rng: np.random.Generator, pose: Pose, tilt: TiltReading | None, n: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Pitch and roll samples (degrees): the pose's Gaussian, times the photo's reading if any."""
+    pitch = _truncated_normal(rng, pose.pitch_deg, pose.pitch_sigma_deg, -90, 90, n)
+    roll = rng.normal(pose.roll_deg, pose.roll_sigma_deg, n)
+    if tilt is None or pose.pitch_sigma_deg == 0.0 or pose.roll_sigma_deg == 0.0:
+        return pitch, roll, ""
+    p, r = np.meshgrid(tilt.pitch_deg, tilt.roll_deg, indexing="ij")
+    logpost = (
+        tilt.loglik
+        - 0.5 * ((p - pose.pitch_deg) / pose.pitch_sigma_deg) ** 2
+        - 0.5 * ((r - pose.roll_deg) / pose.roll_sigma_deg) ** 2
+    )
+    if not np.isfinite(logpost).any():
+        return pitch, roll, ""
+    w = np.exp(logpost - np.nanmax(logpost)).ravel()
+    w = np.where(np.isfinite(w), w, 0.0)
+    cell = rng.choice(len(w), size=n, p=w / w.sum())
+    dp = tilt.pitch_deg[1] - tilt.pitch_deg[0] if len(tilt.pitch_deg) > 1 else 0.0
+    dr = tilt.roll_deg[1] - tilt.roll_deg[0] if len(tilt.roll_deg) > 1 else 0.0
+    pitch = np.clip(p.ravel()[cell] + rng.uniform(-dp / 2, dp / 2, n), -90, 90)
+    roll = r.ravel()[cell] + rng.uniform(-dr / 2, dr / 2, n)
+    return (
+        pitch,
+        roll,
+        (
+            f"; the photo's road texture ({tilt.blocks} blocks) refines the tilt to pitch "
+            f"{np.median(pitch):.1f} +- {np.std(pitch):.1f} deg, roll {np.median(roll):.1f} +- "
+            f"{np.std(roll):.1f} deg"
+        ),
     )
 
 

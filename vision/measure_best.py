@@ -13,8 +13,9 @@ import numpy as np
 
 from vision.errors import InvalidArgument, NotMeasurable
 from vision.marker import MarkerSighting, measure_on_marker
-from vision.measure import Pose, _pixels_only, _shoelace, measure_polygon
+from vision.measure import Pose, _pixels_only, _shoelace, intrinsics, measure_polygon
 from vision.measure_scale import ScaleBar, measure_with_scale
+from vision.measure_tilt import read_tilt
 from vision.types import Capture, Measurement
 
 
@@ -30,8 +31,13 @@ def measure_best(
     wall_distance_m: float | None = None,
     samples: int = 256,
     seed: int = 0,
+    rgb: np.ndarray | None = None,
 ) -> Measurement:
-    """The first method that can measure the outline: marker, user-scale, ground/wall, pixels."""
+    """The first method that can measure the outline: marker, user-scale, ground/wall, pixels.
+
+    rgb, the photo (full size or a downscaled copy), lets the ground plane read the camera's
+    tilt off the road's texture and fuse it with the pose (vision/measure_tilt.py).
+    """
     if surface not in ("ground", "wall"):
         raise InvalidArgument(f"surface must be 'ground' or 'wall', got {surface!r}")
     if not isinstance(samples, int) or not 1 <= samples <= 100_000:
@@ -61,6 +67,17 @@ def measure_best(
             why.append(f"scale not used: {exc}")
     if not usable and not np.isfinite(poly).all():
         return _lead(_pixels_only(0.0, None, "the outline has non-finite coordinates"), why)
+    tilt = None
+    measured_tilt = pose is None or pose.pitch_sigma_deg > 0 or pose.roll_sigma_deg > 0
+    if usable and surface == "ground" and rgb is not None and measured_tilt:
+        card = [] if marker is None else [np.asarray(marker.corners_px, float)]
+        tilt = read_tilt(
+            rgb,
+            intrinsics(capture)[0],
+            (capture.width_px, capture.height_px),
+            pose or Pose.default(),
+            [poly, *card],
+        )
     m = measure_polygon(
         poly,
         capture,
@@ -69,6 +86,7 @@ def measure_best(
         wall_distance_m=wall_distance_m,
         samples=samples,
         seed=seed,
+        tilt=tilt,
     )
     return _lead(m, why)
 
