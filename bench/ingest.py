@@ -7,8 +7,8 @@ to a bare FastAPI endpoint that only writes the file (the baseline, measured in 
 For each backend set it prints accepted/s, p50/p99 latency and the ratio to the bare endpoint;
 then runs the detector worker(s) until the queue drains (after the load, as on separate
 machines: on a small machine the worker would compete with ingestion) and checks that
-accepted = cases = stored photos = processed. `default` is SQLite + kombu's SQLite broker + a
-local folder; `scaled` is a private PostgreSQL + PostGIS, a private redis-server and S3 on
+accepted = cases = stored photos = processed. `default` is SQLite (also the queue: no broker)
++ a local folder; `scaled` is a private PostgreSQL + PostGIS, a private redis-server and S3 on
 moto's server. `--profile` times each step of the upload path in-process.
 """
 
@@ -229,7 +229,19 @@ def load(
     """A warm-up, then `concurrency` clients uploading back to back for `seconds`."""
     # A new connection per warm-up request reaches every API process, so each has loaded the
     # city's layers (seconds, on its first upload) before the clock starts.
+    # On a busy machine that takes longer than one round: warm up until uploads answer fast.
     warm = asyncio.run(_load(url, uploads, 4.0, concurrency, f"{label} warm-up", keepalive=False))
+    for _ in range(15):
+        if warm.latencies_s and statistics.median(warm.latencies_s) < 1.0:
+            break
+        more = asyncio.run(_load(url, uploads, 4.0, concurrency, f"{label} warm-up", False))
+        warm.latencies_s, warm.ids, warm.unqueued = (
+            more.latencies_s,
+            warm.ids + more.ids,
+            warm.unqueued + more.unqueued,
+        )
+        for code, n in more.codes.items():
+            warm.codes[code] = warm.codes.get(code, 0) + n
     return warm, asyncio.run(_load(url, uploads, seconds, concurrency, label))
 
 
@@ -371,7 +383,7 @@ def run_bare(args: argparse.Namespace, photos: list[bytes], points: list, work: 
         "-c",
         "import sys, uvicorn; sys.path.insert(0, 'bench'); "
         f"uvicorn.run('ingest:bare_app', factory=True, port={port}, "
-        f"workers={args.api_workers}, log_level='info')",
+        f"workers={args.api_workers}, log_level='info', access_log=False)",
     ]
     proc = Proc(argv, env, work / "bare.log")
     try:

@@ -17,7 +17,9 @@ def store_check(ctx: Context) -> dict[str, Any]:
 
 
 def broker_check(ctx: Context) -> dict[str, Any]:
-    """Can the broker be reached?"""
+    """Can the broker be reached? (With the store as the queue, there is none to reach.)"""
+    if ctx.settings.task_queue == "store":
+        return {"ok": True, "queue": "case store"}
     try:
         with ctx.celery.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
@@ -39,6 +41,11 @@ def model_check(ctx: Context) -> dict[str, Any]:
 
 def queue_depth(ctx: Context) -> int | None:
     """Messages waiting in the default queue, or None when the broker cannot say."""
+    if ctx.settings.task_queue == "store":
+        try:
+            return ctx.store.waiting()
+        except Exception:
+            return None
     try:
         with ctx.celery.connection_for_read() as conn:
             ch = conn.default_channel

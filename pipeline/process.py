@@ -95,15 +95,21 @@ def analyse(ctx: Context, data: bytes, report: Report) -> list[Finding]:
     return findings
 
 
-def process_case(ctx: Context, case_id: str, *, by: str = "pipeline") -> Case:
-    """Process a received case once; re-running a finished case changes nothing."""
+def process_case(
+    ctx: Context, case_id: str, *, by: str = "pipeline", claimed: bool = False
+) -> Case:
+    """Process a received case once; re-running a finished case changes nothing.
+    `claimed`: the caller took the case already (the store-queue worker's claim_next)."""
     store = ctx.store
     case = store.get(case_id)
-    if not store.claim(case_id, by=by, lease_s=ctx.settings.processing_lease_s):
+    if not claimed and not store.claim(case_id, by=by, lease_s=ctx.settings.processing_lease_s):
         return case  # done already, or another worker holds it
     report = case.report
     data = ctx.media.get(report.photo_sha256)
     findings = analyse(ctx, data, report)
+    from pipeline.public_media import ensure_variants
+
+    ensure_variants(ctx, report.photo_sha256, data)  # faces and plates blurred before anyone looks
 
     city = ctx.city
     category = report.category

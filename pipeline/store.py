@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -32,9 +33,18 @@ from pipeline.db import (
     utcnow,
 )
 from pipeline.errors import CaseNotFound, IdempotencyConflict, InvalidReport, StoreUnavailable
+from pipeline.store_geo import (  # EARTH_RADIUS_M and _near_postgis: re-exported
+    EARTH_RADIUS_M,
+    NEAR_COLS,
+    _bbox,
+    _check_point,
+    _near_postgis,
+    haversine_m,
+)
 from pipeline.types import Case, Finding, Report, Routing, Status, StatusChange
 
 __all__ = [
+    "EARTH_RADIUS_M",
     "OPEN_STATUSES",
     "Base",
     "CaseRow",
@@ -51,10 +61,6 @@ __all__ = [
 
 # The cases a new report can duplicate: still in front of a crew, not yet resolved.
 OPEN_STATUSES: tuple[Status, ...] = ("needs_review", "open", "in_progress")
-
-# PostGIS's sphere for geography with use_spheroid=false: the WGS84 mean radius (2a + b) / 3.
-# Both backends measure on it, so they agree to the millimetre (the spheroid differs by <0.5%).
-EARTH_RADIUS_M = 6_371_008.771415
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,15 @@ class SqlCaseStore:
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"case store unavailable: {exc.orig}") from exc
 
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A Core connection in a transaction (no ORM): the hot paths' few statements."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailable(f"case store unavailable: {exc.orig}") from exc
+
     def create_case(
         self,
         report: Report,
@@ -104,20 +119,36 @@ class SqlCaseStore:
         by: str = "resident",
         idempotency_key: str | None = None,
     ) -> str:
-        """Insert a `received` case (and its photo row) in one transaction; return its id.
+        """Insert a `received` case, its photo row and its history in one transaction (three
+        Core statements, no ORM); return its id.
 
         With an idempotency key already used, return that case's id instead (a retried
-        upload); IdempotencyConflict when the key was used for another photo."""
-        if idempotency_key is not None:
-            existing = self._by_key(idempotency_key, report.photo_sha256)
-            if existing:
-                return existing
+        upload); IdempotencyConflict when the key was used for another photo. The key's
+        unique index decides, so a first upload pays no lookup and racing retries make one
+        case."""
         case_id = str(uuid.uuid4())
         now = utcnow()
         try:
-            self._insert_case(case_id, report, size_bytes, by, idempotency_key, now)
+            with self.begin() as conn:
+                conn.execute(
+                    self._photo_insert,
+                    {"sha256": report.photo_sha256, "content_type": report.photo_content_type,
+                     "size_bytes": size_bytes, "created_at": now},
+                )  # fmt: skip
+                conn.execute(
+                    _CASE_INSERT,
+                    {"id": case_id, "status": "received", "photo_sha256": report.photo_sha256,
+                     "report": report.model_dump(mode="json"), "category": report.category,
+                     "lat": report.lat, "lon": report.lon, "created_at": now, "updated_at": now,
+                     "idempotency_key": idempotency_key},
+                )  # fmt: skip
+                conn.execute(
+                    _HISTORY_INSERT,
+                    {"case_id": case_id, "status": "received", "at": now, "by": by,
+                     "why": "photo uploaded"},
+                )  # fmt: skip
         except IntegrityError:
-            # Two retries of one upload raced; the other one's case is the answer.
+            # The key was used before (a retry), or two retries of one upload raced.
             if idempotency_key is None:
                 raise
             existing = self._by_key(idempotency_key, report.photo_sha256)
@@ -125,6 +156,15 @@ class SqlCaseStore:
                 raise
             return existing
         return case_id
+
+    @property
+    def _photo_insert(self) -> Any:
+        # A photo already stored (the same bytes uploaded again) keeps its row.
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(PhotoRow.__table__).on_conflict_do_nothing(index_elements=["sha256"])
 
     def _by_key(self, key: str, photo_sha256: str) -> str | None:
         with self.session() as s:
@@ -139,40 +179,6 @@ class SqlCaseStore:
                 "use a new key for a new report"
             )
         return row.id
-
-    def _insert_case(
-        self,
-        case_id: str,
-        report: Report,
-        size_bytes: int,
-        by: str,
-        idempotency_key: str | None,
-        now: datetime,
-    ) -> None:
-        with self.session() as s:
-            if s.get(PhotoRow, report.photo_sha256) is None:
-                s.add(
-                    PhotoRow(
-                        sha256=report.photo_sha256,
-                        content_type=report.photo_content_type,
-                        size_bytes=size_bytes,
-                    )
-                )
-                s.flush()
-            row = CaseRow(
-                id=case_id,
-                status="received",
-                photo_sha256=report.photo_sha256,
-                report=report.model_dump(mode="json"),
-                category=report.category,
-                lat=report.lat,
-                lon=report.lon,
-                created_at=now,
-                updated_at=now,
-                idempotency_key=idempotency_key,
-            )
-            row.history.append(HistoryRow(status="received", at=now, by=by, why="photo uploaded"))
-            s.add(row)
 
     def claim(self, case_id: str, *, by: str, lease_s: float) -> bool:
         """Atomically take a case for processing: from `received`, or from a `processing`
@@ -201,17 +207,77 @@ class SqlCaseStore:
             )  # fmt: skip
             return True
 
-    def release(self, case_id: str, *, by: str, why: str) -> None:
-        """Hand a `processing` case back to `received` (before a retry)."""
+    def claim_next(self, *, by: str, lease_s: float) -> str | None:
+        """Take the oldest claimable case (what the store-queue worker runs next): a `received`
+        one that is due, or a `processing` one whose lease ran out. One UPDATE ... WHERE id =
+        (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, so two workers never take
+        the same case (SQLite serialises writers; PostgreSQL skips rows another one locked)."""
+        now = utcnow()
+        due = or_(
+            and_(CaseRow.status == "received", CaseRow.updated_at <= now),
+            and_(
+                CaseRow.status == "processing",
+                CaseRow.updated_at < now - timedelta(seconds=lease_s),
+            ),
+        )
+        pick = (
+            select(CaseRow.id).where(due).order_by(CaseRow.updated_at).limit(1)
+            .with_for_update(skip_locked=True).scalar_subquery()
+        )  # fmt: skip
+        with self.begin() as conn:
+            case_id = conn.execute(
+                update(CaseRow.__table__)
+                .where(CaseRow.id == pick, due)
+                .values(status="processing", updated_at=now)
+                .returning(CaseRow.id)
+            ).scalar()
+            if case_id is None:
+                return None
+            conn.execute(
+                _HISTORY_INSERT,
+                {"case_id": case_id, "status": "processing", "at": now, "by": by,
+                 "why": "detecting, measuring and locating"},
+            )  # fmt: skip
+            return case_id
+
+    def renew(self, case_id: str) -> bool:
+        """Extend the lease of a case being processed (its worker is alive); False when the
+        case is no longer `processing`."""
+        with self.begin() as conn:
+            res = conn.execute(
+                update(CaseRow.__table__)
+                .where(CaseRow.id == case_id, CaseRow.status == "processing")
+                .values(updated_at=utcnow())
+            )
+            return res.rowcount == 1
+
+    def release(self, case_id: str, *, by: str, why: str, retry_in_s: float = 0.0) -> None:
+        """Hand a `processing` case back to `received` (before a retry). With retry_in_s its
+        updated_at is set that far ahead: the store-queue worker does not take it before
+        then (the backoff), and the sweeper does not count its grace from before then."""
         now = utcnow()
         with self.session() as s:
             res = s.execute(
                 update(CaseRow)
                 .where(CaseRow.id == case_id, CaseRow.status == "processing")
-                .values(status="received", updated_at=now)
+                .values(status="received", updated_at=now + timedelta(seconds=retry_in_s))
             )
             if res.rowcount == 1:
                 s.add(HistoryRow(case_id=case_id, status="received", at=now, by=by, why=why))
+
+    def touch_received(self, case_ids: list[str]) -> None:
+        """Restart the grace of `received` cases (the sweeper has just sent them again)."""
+        if case_ids:
+            with self.begin() as conn:
+                conn.execute(
+                    update(CaseRow.__table__)
+                    .where(CaseRow.id.in_(case_ids), CaseRow.status == "received")
+                    .values(updated_at=utcnow())
+                )
+
+    def waiting(self) -> int:
+        """Cases waiting in `received`: the store-queue's depth."""
+        return self.count("received")
 
     def stuck(self, *, received_s: float, processing_s: float, limit: int = 500) -> list[str]:
         """Cases waiting in `received` longer than received_s, or in `processing` past the
@@ -385,52 +451,10 @@ class SqlCaseStore:
         ]
 
 
-_NEAR_COLS = (
-    CaseRow.id, CaseRow.status, CaseRow.category, CaseRow.lat, CaseRow.lon, CaseRow.created_at,
-)  # fmt: skip
+_CASE_INSERT = CaseRow.__table__.insert()
+_HISTORY_INSERT = HistoryRow.__table__.insert()
 
-
-def _check_point(lat: float, lon: float) -> None:
-    if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
-        raise InvalidReport(f"({lat}, {lon}) is not a WGS84 point (lat -90..90, lon -180..180)")
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres on PostGIS's sphere."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
-
-
-def _near_postgis(
-    filters: list[Any], lat: float, lon: float, radius_m: float, limit: int = 50
-) -> Any:
-    # geography(geom) is the ix_cases_geog expression (`geom::geography` is that same call), so
-    # ST_DWithin can use the index; use_spheroid=false measures on haversine_m's sphere.
-    geog = func.geography(literal_column("cases.geom"))
-    here = func.geography(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))
-    dist = func.ST_Distance(geog, here, False).label("distance_m")
-    near = func.ST_DWithin(geog, here, radius_m, False)
-    order = (dist, CaseRow.created_at, CaseRow.id)
-    return select(*_NEAR_COLS, dist).where(*filters, near).order_by(*order).limit(limit)
-
-
-def _bbox(lat: float, lon: float, radius_m: float) -> Any:
-    """A (lat, lon) box that holds the whole circle: exact bounds, so the prefilter drops none."""
-    d = radius_m / EARTH_RADIUS_M  # angular radius
-    margin = 1e-9  # degrees (~0.1 mm): float rounding must never drop a case on the edge
-    lat_lo, lat_hi = lat - math.degrees(d) - margin, lat + math.degrees(d) + margin
-    in_lat = CaseRow.lat.between(lat_lo, lat_hi)
-    if lat_lo <= -90 or lat_hi >= 90 or math.sin(d) >= math.cos(math.radians(lat)):
-        return in_lat  # the circle holds a pole: every longitude is in reach
-    dlon = math.degrees(math.asin(math.sin(d) / math.cos(math.radians(lat)))) + margin
-    lo, hi = lon - dlon, lon + dlon
-    if lo < -180:  # the circle crosses the antimeridian: two longitude ranges
-        return and_(in_lat, or_(CaseRow.lon >= lo + 360, CaseRow.lon <= hi))
-    if hi > 180:
-        return and_(in_lat, or_(CaseRow.lon >= lo, CaseRow.lon <= hi - 360))
-    return and_(in_lat, CaseRow.lon.between(lo, hi))
+_NEAR_COLS = NEAR_COLS
 
 
 def _to_case(row: CaseRow) -> Case:

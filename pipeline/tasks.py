@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -90,30 +91,83 @@ def worker_context() -> Context:
     return _ctx
 
 
-@worker_ready.connect
-def _warm_up(**_: object) -> None:
-    # Load the detector and city layers before the first task, not during it.
-    ctx = worker_context()
+def warm_up(ctx: Context) -> None:
+    """Load the detector and city layers before the first task, not during it; start the
+    worker's metrics server and notifier when configured."""
     _ = ctx.detector, ctx.geo
     if ctx.settings.worker_metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(ctx.settings.worker_metrics_port, addr="127.0.0.1")
+    if getattr(ctx.settings, "notify_interval_s", 0) > 0:
+        try:
+            from pipeline.notify import Notifier
+        except ImportError:  # pragma: no cover - notifications not installed
+            return
+        Notifier(ctx, ctx.settings.notify_interval_s).start()
+
+
+@worker_ready.connect
+def _warm_up(**_: object) -> None:
+    warm_up(worker_context())
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews a `processing` case's lease while its worker works on it, so a slow photo is
+    never taken for a dead worker's (the lease is what tells the two apart)."""
+
+    def __init__(self, ctx: Context, case_id: str) -> None:
+        super().__init__(name=f"lease-{case_id[:8]}", daemon=True)
+        self.ctx, self.case_id = ctx, case_id
+        self.every_s = max(0.05, ctx.settings.processing_lease_s / 3)
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        """Renew every third of the lease until stopped or the case leaves `processing`."""
+        while not self._done.wait(self.every_s):
+            try:
+                if not self.ctx.store.renew(self.case_id):
+                    return
+            except Exception:  # the store is down: the next round tries again
+                log.warning("could not renew the lease of case %s", self.case_id, exc_info=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+
+
+def run_case(ctx: Context, case_id: str, *, claimed: bool = False) -> str:
+    """Process one case under a renewed lease; a photo the decoder refuses ends `rejected`."""
+    from pipeline.process import process_case
+
+    with LeaseKeeper(ctx, case_id):
+        try:
+            return process_case(ctx, case_id, claimed=claimed).status
+        except PhotoRejected as exc:
+            # It passed the upload's structural check but not the full decode: the resident's
+            # file, not our failure, and retrying cannot help.
+            why = f"the photo could not be decoded: {exc}"
+            ctx.store.transition(case_id, "rejected", by="pipeline", why=why, error=why)
+            raise
 
 
 @app.task(name=TASK_NAME, bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def process_report(self, case_id: str) -> str:
     """Process one case; retried with backoff, and `failed` with the reason when it gives up."""
-    from pipeline.process import process_case
-
     ctx = worker_context()
     with case_context(case_id):
         try:
-            status = process_case(ctx, case_id).status
+            status = run_case(ctx, case_id)
             TASKS.labels("done").inc()
             return status
-        except (PhotoRejected, ConfigError) as exc:
-            # Retrying cannot help: the photo or the installation must change.
+        except PhotoRejected:
+            TASKS.labels("rejected").inc()
+            raise
+        except ConfigError as exc:
+            # Retrying cannot help: the installation must change.
             TASKS.labels("failed").inc()
             ctx.store.transition(case_id, "failed", by="pipeline", why=str(exc), error=str(exc))
             raise
@@ -121,20 +175,43 @@ def process_report(self, case_id: str) -> str:
             if self.request.retries < MAX_RETRIES:
                 TASKS.labels("retried").inc()
                 log.warning("retrying case %s: %s", case_id, exc)
-                ctx.store.release(case_id, by="pipeline", why=f"retrying after: {exc}")
-                raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+                countdown = 2**self.request.retries
+                if not release_for_retry(ctx, case_id, exc, countdown):
+                    # Still ours, `processing`: the retry can take it once the lease is out.
+                    countdown = max(countdown, ctx.settings.processing_lease_s + 1)
+                raise self.retry(exc=exc, countdown=countdown) from exc
             TASKS.labels("failed").inc()
             reason = f"{type(exc).__name__}: {exc}"
             ctx.store.transition(case_id, "failed", by="pipeline", why=reason, error=reason)
             raise
 
 
+def release_for_retry(ctx: Context, case_id: str, exc: BaseException, countdown: float) -> bool:
+    """Hand the case back before its retry; False when the store is down too. The retry must
+    still go out (before, an exception here lost it): it finds the case `processing` under
+    this worker's claim, no longer renewed, and takes it over once the lease has run out."""
+    try:
+        ctx.store.release(
+            case_id, by="pipeline", why=f"retrying after: {exc}", retry_in_s=countdown
+        )
+        return True
+    except Exception:
+        log.warning("could not release case %s before its retry", case_id, exc_info=True)
+        return False
+
+
 def enqueue(ctx: Context, case_id: str, *, probe: bool = False) -> bool:
-    """Queue a committed case for processing; False (logged) when the broker is down.
+    """Queue a committed case for processing; False (logged) when the broker is down. With
+    the store as the queue there is nothing to send (no broker round-trip per upload).
 
     After a failure, callers skip the broker for BROKER_BACKOFF_S unless they `probe` (the
     sweeper does): a failed send takes seconds (redis-py retries its connect), and every
     upload paying that during an outage would tie up the API's threads."""
+    if ctx.settings.task_queue == "store":
+        # The committed `received` row is the message: a worker claims it from the store.
+        if ctx.settings.task_always_eager:
+            run_case(ctx, case_id)
+        return True
     if not probe and time.monotonic() < ctx.broker_down_until:
         log.debug("broker down: case %s left for the sweeper", case_id)
         return False

@@ -37,6 +37,11 @@ def fault_env(
             "processing_lease_s": "6",
             # Low-confidence toy detections give every case findings to count.
             "detector_conf": "0.001",
+            # The public copy's face search (MTCNN, seconds a photo on a busy CPU) is not what
+            # these tests are about: Haar cascades on a small public copy keep tasks short.
+            "privacy_mtcnn": "false",
+            "public_long_side": "480",
+            "thumb_long_side": "160",
         }
         base.update(extra)
         return streetlens_env(tmp_path / "home", data_dir, shared_cache, toy_models_dir, **base)
