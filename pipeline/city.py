@@ -15,6 +15,23 @@ from pipeline.types import Routing, Severity
 PRIORITY = {"high": 2, "medium": 3, "low": 4, None: 3}
 
 
+ATTRIBUTE_TYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
+
+
+@dataclass(frozen=True)
+class ServiceAttribute:
+    """A question a service asks (an Open311 service-definition attribute)."""
+
+    code: str
+    datatype: str
+    description: str
+    required: bool = False
+    variable: bool = True  # False: an informational note, never answered
+    order: int | None = None
+    datatype_description: str | None = None
+    values: tuple[tuple[str, str], ...] = ()  # (key, name) for the list types
+
+
 @dataclass(frozen=True)
 class Service:
     """One kind of request a resident can make (an Open311 service)."""
@@ -25,6 +42,7 @@ class Service:
     description: str = ""
     keywords: tuple[str, ...] = ()
     detector_class: str | None = None
+    attributes: tuple[ServiceAttribute, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,7 @@ def load_city_pack(city_dir: Path) -> CityPack:
             description=s.get("description", ""),
             keywords=tuple(s.get("keywords", ())),
             detector_class=s.get("detector_class"),
+            attributes=_attributes(path, s),
         )
         for s in spec["services"]
     ]
@@ -139,3 +158,38 @@ def load_city_pack(city_dir: Path) -> CityPack:
         path=path,
         demo_streets=list(spec.get("demo_streets", [])),
     )
+
+
+def _attributes(path: Path, service: dict[str, Any]) -> tuple[ServiceAttribute, ...]:
+    """A service's `attributes:` list, checked (unique codes, known types, lists with values)."""
+    where = f"{path}: service {service.get('code')!r}"
+    out = []
+    for i, a in enumerate(service.get("attributes") or ()):
+        code, datatype = a.get("code"), a.get("datatype")
+        if not code or not a.get("description"):
+            raise ConfigError(f"{where}: attribute {i + 1} needs a code and a description")
+        if datatype not in ATTRIBUTE_TYPES:
+            raise ConfigError(
+                f"{where}: attribute {code!r} datatype must be one of {ATTRIBUTE_TYPES}"
+            )
+        values = tuple((str(v["key"]), str(v["name"])) for v in a.get("values") or ())
+        if datatype.endswith("valuelist") != bool(values):
+            raise ConfigError(
+                f"{where}: attribute {code!r}: list types (and only they) need values"
+            )
+        out.append(
+            ServiceAttribute(
+                code=str(code),
+                datatype=datatype,
+                description=str(a["description"]),
+                required=bool(a.get("required", False)),
+                variable=bool(a.get("variable", True)),
+                order=a.get("order", i + 1),
+                datatype_description=a.get("datatype_description"),
+                values=values,
+            )
+        )
+    codes = [a.code for a in out]
+    if len(set(codes)) != len(codes):
+        raise ConfigError(f"{where}: attribute codes must be unique, got {codes}")
+    return tuple(out)

@@ -33,6 +33,13 @@ class Report(BaseModel):
     contact_name: str | None = None
     contact_email: str | None = None
     device_pose: dict[str, float] | None = None  # height_m, pitch_deg, roll_deg from the app
+    # From Open311 clients: the service's attribute answers (checked against its definition),
+    # a phone number (contact detail, like name and email), a photo link kept as sent (never
+    # fetched), and the address the location was geocoded from.
+    attributes: dict[str, str | float | list[str]] | None = None
+    contact_phone: str | None = None
+    media_url: str | None = None
+    address_string: str | None = None
 
     @field_validator("lat", "lon", "heading_deg")
     @classmethod
@@ -47,7 +54,7 @@ class Report(BaseModel):
             raise ValueError("lat and lon go together: send both or neither")
         if self.lat is not None and not (-90 <= self.lat <= 90 and -180 <= self.lon <= 180):
             raise ValueError("lat must be within -90..90 and lon within -180..180")
-        if self.anonymous and (self.contact_name or self.contact_email):
+        if self.anonymous and (self.contact_name or self.contact_email or self.contact_phone):
             raise ValueError("an anonymous report keeps no contact details")
         return self
 
