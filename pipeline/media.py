@@ -38,6 +38,11 @@ class MediaStore(Protocol):
     def exists(self, sha256: str) -> bool: ...
     def delete(self, sha256: str) -> None: ...
     def count(self) -> int: ...
+    # Public variants: blurred, metadata-free copies (pipeline/public_media.py).
+    def put_public(self, name: str, data: bytes, content_type: str) -> None: ...
+    def get_public(self, name: str) -> bytes | None: ...
+    def delete_public(self, name: str) -> None: ...
+    def original_url(self, sha256: str, expires_s: int) -> str | None: ...
 
 
 class LocalMediaStore:
@@ -96,8 +101,60 @@ class LocalMediaStore:
             raise StoreUnavailable(f"photo store at {self.root} refused a delete: {exc}") from exc
 
     def count(self) -> int:
-        """How many photos are stored."""
-        return sum(1 for p in self.root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        """How many photos are stored (originals: public variants are not counted)."""
+        return sum(
+            1
+            for p in self.root.rglob("*")
+            if p.is_file() and not p.name.startswith(".") and not p.is_relative_to(self._public)
+        )
+
+    # Public variants (pipeline/public_media.py): blurred, metadata-free copies anyone may see,
+    # kept apart from the originals under `public/`.
+    @property
+    def _public(self) -> Path:
+        return self.root / "public"
+
+    def _public_path(self, name: str) -> Path:
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"not a public variant name: {name!r}")
+        return self._public / name[:2] / name
+
+    def put_public(self, name: str, data: bytes, content_type: str) -> None:
+        """Store (or replace) a public variant under `name`, atomically."""
+        path = self._public_path(name)
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+            tmp = None
+        except OSError as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise StoreUnavailable(f"photo store at {self.root} refused the write: {exc}") from exc
+
+    def get_public(self, name: str) -> bytes | None:
+        """A public variant's bytes, or None when it is not stored."""
+        try:
+            return self._public_path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"photo store at {self.root} cannot be read: {exc}") from exc
+
+    def delete_public(self, name: str) -> None:
+        """Remove a public variant if present."""
+        try:
+            self._public_path(name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"photo store at {self.root} refused a delete: {exc}") from exc
+
+    def original_url(self, sha256: str, expires_s: int) -> str | None:
+        """A presigned link to the original: a folder has none (the app signs its own links)."""
+        return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -129,6 +186,7 @@ class S3MediaStore:
         secure: bool = True,
         region: str | None = None,
         timeout_s: float = 30.0,
+        public_bucket: str = "",
     ) -> None:
         import certifi
         import urllib3
@@ -142,10 +200,11 @@ class S3MediaStore:
             )
         if parts.scheme:
             secure = parts.scheme == "https"
-        try:
-            check_bucket_name(bucket, strict=True)
-        except ValueError as exc:
-            raise ConfigError(f"S3 bucket name {bucket!r} is invalid: {exc}") from None
+        for name in (bucket, public_bucket) if public_bucket else (bucket,):
+            try:
+                check_bucket_name(name, strict=True)
+            except ValueError as exc:
+                raise ConfigError(f"S3 bucket name {name!r} is invalid: {exc}") from None
         self.endpoint = parts.netloc
         self.bucket = bucket
         self._where = f"{'https' if secure else 'http'}://{self.endpoint}/{bucket}"
@@ -170,6 +229,10 @@ class S3MediaStore:
         )
         self._ready = False
         self._lock = threading.Lock()
+        # Public variants: in their own bucket when one is named (a city may serve it from a
+        # CDN), else beside the originals under `public/` (served through the API).
+        self.public_bucket = public_bucket or bucket
+        self._public_ready = False
 
     def _key(self, sha256: str) -> str:
         return f"{self.prefix}{sha256}"
@@ -308,6 +371,73 @@ class S3MediaStore:
                     return 0
                 raise
 
+    # Public variants (pipeline/public_media.py).
+    public_prefix = "public/"
+
+    def _ensure_public_bucket(self) -> None:
+        self._ensure_bucket()
+        if self._public_ready or self.public_bucket == self.bucket:
+            return
+        from minio.error import S3Error
+
+        with self._lock:
+            if not self._client.bucket_exists(self.public_bucket):
+                try:
+                    self._client.make_bucket(self.public_bucket)
+                except S3Error as exc:
+                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+            self._public_ready = True
+
+    def put_public(self, name: str, data: bytes, content_type: str) -> None:
+        """Store (or replace) a public variant under `name`."""
+        with self._errors(f"store public photo {name}"):
+            self._ensure_public_bucket()
+            self._client.put_object(
+                self.public_bucket,
+                self.public_prefix + name,
+                io.BytesIO(data),
+                len(data),
+                content_type=content_type,
+            )
+
+    def get_public(self, name: str) -> bytes | None:
+        """A public variant's bytes, or None when it is not stored."""
+        from minio.error import S3Error
+
+        with self._errors(f"read public photo {name}"):
+            try:
+                resp = self._client.get_object(self.public_bucket, self.public_prefix + name)
+            except S3Error as exc:
+                if exc.code in _MISSING:
+                    return None
+                raise
+            try:
+                return resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+
+    def delete_public(self, name: str) -> None:
+        """Remove a public variant if present."""
+        from minio.error import S3Error
+
+        with self._errors(f"delete public photo {name}"):
+            try:
+                self._client.remove_object(self.public_bucket, self.public_prefix + name)
+            except S3Error as exc:
+                if exc.code not in _MISSING:
+                    raise
+
+    def original_url(self, sha256: str, expires_s: int) -> str | None:
+        """A presigned GET of the original that expires after `expires_s` seconds."""
+        from datetime import timedelta
+
+        with self._errors(f"sign a link to photo {sha256}"):
+            return self._client.presigned_get_object(
+                self.bucket, self._key(sha256), expires=timedelta(seconds=expires_s)
+            )
+
 
 def _as_list(value: Any) -> list[Any]:
     if value is None:
@@ -330,6 +460,7 @@ def media_store(settings: Settings) -> MediaStore:
             settings.s3_bucket,
             secure=settings.s3_secure,
             region=settings.s3_region,
+            public_bucket=settings.s3_public_bucket,
         )
     if settings.media_dir is None:
         raise ConfigError("STREETLENS_MEDIA_DIR is not set")
