@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,13 +16,18 @@ from pipeline.errors import (
     Forbidden,
     IdempotencyConflict,
     InvalidReport,
+    InvalidTransition,
+    InvalidWebhook,
+    JurisdictionNotFound,
     LocationMissing,
     OutsideJurisdiction,
     PhotoRejected,
     PhotoTooLarge,
     RateLimited,
+    ServiceNotFound,
     StoreUnavailable,
     StreetLensError,
+    SubscriptionNotFound,
     Unauthorized,
 )
 from pipeline.observability import UPLOADS
@@ -38,7 +44,12 @@ STATUS: list[tuple[type[StreetLensError], int]] = [
     (Forbidden, 403),
     (RateLimited, 429),
     (CaseNotFound, 404),
+    (SubscriptionNotFound, 404),
+    (ServiceNotFound, 404),
+    (JurisdictionNotFound, 404),
+    (InvalidWebhook, 422),
     (IdempotencyConflict, 409),
+    (InvalidTransition, 409),
     (StoreUnavailable, 503),
     (ConfigError, 503),
 ]
@@ -65,7 +76,9 @@ def install(app: FastAPI) -> None:
             UPLOADS.labels(exc.code).inc()
         headers = None
         if isinstance(exc, RateLimited):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        elif isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": 'Bearer realm="streetlens"'}
         return JSONResponse(
             error_body(exc.code, exc.message, exc.field), status_code=status, headers=headers
         )
@@ -83,8 +96,17 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_request", msg, field or None, details=details), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status_code, "http_error"
         )
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        message = str(exc.detail)
+        # Starlette's bare "Not Found" / "Method Not Allowed" say nothing of what to do.
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such endpoint or resource: {request.url.path[:200]} (see /docs)"
+        elif exc.status_code == 405 and message == "Method Not Allowed":
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = f"{request.method} is not allowed here; use {allowed or 'another method'}"
+        return JSONResponse(
+            error_body(code, message), status_code=exc.status_code, headers=exc.headers
+        )

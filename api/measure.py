@@ -5,19 +5,20 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
+from api.auth import public
 from api.reports import _ctx, _read_limited
 from pipeline import measuring
 
 router = APIRouter()
 
 
-@router.post("/api/v1/measure", tags=["measure"])
+@router.post("/api/v1/measure", tags=["measure"], dependencies=[Depends(public())])
 async def measure(
     request: Request,
-    photo: Annotated[UploadFile | None, File(description="JPEG, PNG or WebP photo")] = None,
+    photo: Annotated[UploadFile | None, File(description="JPEG, HEIC, PNG or WebP photo")] = None,
     case_id: Annotated[str | None, Form(description="or measure a stored report's photo")] = None,
     polygon: Annotated[
         str | None, Form(description="JSON [[x, y], ...] in full-size image pixels")

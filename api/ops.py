@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from api.auth import public, require
 from pipeline.context import Context
 from pipeline.health import broker_check, model_check, queue_depth, store_check
 from pipeline.types import Status
@@ -21,14 +22,14 @@ def _ctx(request: Request) -> Context:
     return request.app.state.ctx
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[Depends(public())])
 async def health(request: Request) -> dict[str, Any]:
     """Liveness: the process answers and the case store can be read."""
     n = await run_in_threadpool(_ctx(request).store.count)
     return {"status": "ok", "cases": n}
 
 
-@router.get("/readyz")
+@router.get("/readyz", dependencies=[Depends(public())])
 async def ready(request: Request) -> JSONResponse:
     """Readiness: the store, the broker and the served model all answer (503 otherwise)."""
     ctx = _ctx(request)
@@ -58,7 +59,11 @@ class _CaseCollector:
             yield GaugeMetricFamily("streetlens_queue_depth", "Tasks waiting", value=depth)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    dependencies=[Depends(require("analyst", "admin", scopes=("metrics",)))],
+    response_class=PlainTextResponse,  # documented as text/plain, as Prometheus serves it
+)
 async def metrics(request: Request) -> Response:
     """Prometheus exposition of this process's metrics plus store-derived gauges."""
     ctx = _ctx(request)

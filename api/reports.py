@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from pipeline import intake, tasks
+from api.auth import Principal, public
+from api.forms import strict_form
+from pipeline import accounts, intake, tasks
 from pipeline.context import Context
 from pipeline.errors import PhotoTooLarge
 from pipeline.observability import UPLOADS
@@ -37,13 +38,22 @@ def public_view(case: Case) -> dict[str, Any]:
     body = case.model_dump(mode="json")
     body["report"].pop("contact_name", None)
     body["report"].pop("contact_email", None)
+    body["report"].pop("contact_phone", None)
+    for change in body.get("history", []):
+        change["by"] = change["by"].split(":", 1)[0]  # "crew", not which crew member
     return body
 
 
-@router.post("/api/v1/reports", status_code=202, tags=["reports"])
+@router.post(
+    "/api/v1/reports",
+    status_code=202,
+    tags=["reports"],
+    dependencies=[Depends(strict_form)],  # unknown, repeated or too many fields: 422
+)
 async def create_report(
     request: Request,
-    photo: Annotated[UploadFile, File(description="JPEG, PNG or WebP photo of the problem")],
+    who: Annotated[Principal, Depends(public())],
+    photo: Annotated[UploadFile, File(description="JPEG, HEIC, PNG or WebP photo of the problem")],
     lat: Annotated[str | None, Form()] = None,
     lon: Annotated[str | None, Form()] = None,
     heading: Annotated[str | None, Form(description="compass heading of the camera, 0-360")] = None,
@@ -62,6 +72,9 @@ async def create_report(
 ) -> dict[str, Any]:
     """Accept a photo report; it is processed in the background (poll its url)."""
     ctx = _ctx(request)
+    if who.kind == "account" and not (anonymous or name or email):
+        # A signed-in resident's report is theirs to follow, unless they ask for anonymity.
+        email = await run_in_threadpool(accounts.account_email, ctx.store, who.account_id)
     data = await _read_limited(photo, ctx.settings.max_upload_bytes)
     form = intake.ReportForm(
         lat=lat,
@@ -78,10 +91,18 @@ async def create_report(
         camera_height_m=camera_height_m,
     )
     key = request.headers.get("idempotency-key") or idempotency_key
-    case_id = await run_in_threadpool(
-        functools.partial(intake.submit, ctx, data, form, idempotency_key=key)
+    link = who.kind == "account" and not intake.parse_bool(
+        "anonymous", anonymous, not (name or email)
     )
-    queued = await run_in_threadpool(tasks.enqueue, ctx, case_id)
+
+    def accept() -> tuple[str, bool]:
+        # One trip to the threadpool for the whole blocking part of an upload.
+        case_id = intake.submit(ctx, data, form, idempotency_key=key)
+        if link:
+            accounts.link_report(ctx.store, case_id, who.account_id)
+        return case_id, tasks.enqueue(ctx, case_id)
+
+    case_id, queued = await run_in_threadpool(accept)
     UPLOADS.labels("accepted").inc()
     return {
         "id": case_id,
@@ -91,14 +112,19 @@ async def create_report(
     }
 
 
-@router.get("/api/v1/reports/{case_id}", tags=["reports"], name="get_report")
+@router.get(
+    "/api/v1/reports/{case_id}",
+    tags=["reports"],
+    name="get_report",
+    dependencies=[Depends(public())],
+)
 async def get_report(request: Request, case_id: str) -> dict[str, Any]:
     """One case with its findings, place, routing and history."""
     case = await run_in_threadpool(_ctx(request).store.get, case_id)
     return public_view(case)
 
 
-@router.get("/api/v1/services", tags=["reports"])
+@router.get("/api/v1/services", tags=["reports"], dependencies=[Depends(public())])
 async def list_services(request: Request) -> list[dict[str, Any]]:
     """What residents can report in this city."""
     return [

@@ -136,8 +136,13 @@ def _worker_cmd(concurrency: int) -> list[str]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """streetlens worker: a Celery worker on the configured broker."""
-    _settings(args)
+    """streetlens worker: claims cases from the case store (the default), or a Celery worker
+    on the configured broker (task_queue = celery)."""
+    settings = _settings(args)
+    if settings.task_queue == "store":
+        from pipeline.storequeue import main
+
+        return main(args.concurrency)
     os.execv(sys.executable, _worker_cmd(args.concurrency))
     return 0  # pragma: no cover
 
@@ -151,7 +156,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     worker = None
     if not args.no_worker:
         env = dict(os.environ, STREETLENS_HOME=str(settings.home), STREETLENS_CITY=settings.city)
-        worker = subprocess.Popen(_worker_cmd(1), env=env)
+        # Niced: on a shared box uploads (short, someone waits) go first and the worker drains
+        # the queue with the CPU they leave (docs/operations.md).
+        nice = args.worker_nice
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker"], env=env,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,
+        )  # fmt: skip
     try:
         # Each API process builds its app (and its sweeper) from the environment; naming the
         # app by import string also keeps this package free of any import of `api`.
@@ -159,6 +170,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.run(
             "api.app:create_app", factory=True, host=args.host, port=args.port,
             workers=args.workers, log_level="info",
+            # A log line per upload costs more CPU than the upload's database work; uvicorn
+            # picks uvloop and httptools by itself when they are installed.
+            access_log=args.access_log,
+            # Open event streams (api/events.py) would otherwise hold a shutdown for minutes.
+            timeout_graceful_shutdown=10,
         )  # fmt: skip
     finally:
         if worker is not None:
@@ -190,6 +206,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    """streetlens notify: one notification round now (workers run one every second)."""
+    from pipeline.context import Context
+    from pipeline.notify import run_once
+    from pipeline.senders import make_sender
+
+    ctx = Context(_settings(args))
+    done = run_once(ctx.store, ctx.settings, make_sender(ctx.settings))
+    print(
+        f"{done['events']} event(s) fanned out, {done['delivered']} webhook(s) delivered, "
+        f"{done['sent']} message(s) sent"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(prog="streetlens", description=__doc__)
@@ -217,9 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--no-worker", action="store_true", help="run workers elsewhere")
     s.add_argument("--workers", type=int, default=1, help="API processes (one per core)")
+    s.add_argument("--worker-nice", type=int, default=10, help="niceness of the worker (0: off)")
+    s.add_argument("--access-log", action="store_true", help="log every request")
     s.set_defaults(func=cmd_serve)
 
-    w = sub.add_parser("worker", help="a Celery worker")
+    w = sub.add_parser("worker", help="a worker: claims cases from the store, or Celery's")
     w.add_argument("--city")
     w.add_argument("--concurrency", type=int, default=1)
     w.set_defaults(func=cmd_worker)
@@ -232,11 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="re-enqueue stuck cases once (serve does it periodically)")
     sw.set_defaults(func=cmd_sweep)
 
+    nt = sub.add_parser("notify", help="fan out status changes and send due webhooks/messages")
+    nt.set_defaults(func=cmd_notify)
+
     from pipeline.city_cli import add_city_commands
     from pipeline.train_cli import add_train_commands
 
     add_train_commands(sub)
     add_city_commands(sub)
+    from pipeline.accounts_cli import add_account_commands
+
+    add_account_commands(sub)
     return p
 
 

@@ -61,6 +61,12 @@ class IdempotencyConflict(StreetLensError, ValueError):
     code = "idempotency_conflict"
 
 
+class InvalidTransition(StreetLensError, ValueError):
+    """A crew action that the case's current status does not allow (e.g. closing it twice)."""
+
+    code = "invalid_transition"
+
+
 class StoreUnavailable(StreetLensError, ConnectionError):
     """The case store, photo store or queue cannot be reached right now."""
 
@@ -71,6 +77,30 @@ class ConfigError(StreetLensError, RuntimeError):
     """A setting, city pack or model file is missing or wrong."""
 
     code = "config_error"
+
+
+class ServiceNotFound(StreetLensError, LookupError):
+    """No service (Open311 service_code) has that code in the city pack."""
+
+    code = "not_found"
+
+
+class JurisdictionNotFound(StreetLensError, LookupError):
+    """An Open311 jurisdiction_id that this server does not serve."""
+
+    code = "not_found"
+
+
+class SubscriptionNotFound(StreetLensError, LookupError):
+    """No webhook subscription has that id (or it is not the caller's)."""
+
+    code = "not_found"
+
+
+class InvalidWebhook(StreetLensError, ValueError):
+    """A webhook subscription's URL or filters are not usable."""
+
+    code = "invalid_webhook"
 
 
 class Unauthorized(StreetLensError, PermissionError):
@@ -93,3 +123,9 @@ class RateLimited(StreetLensError):
     def __init__(self, message: str, *, retry_after_s: float = 1.0, field: str | None = None):
         super().__init__(message, field=field)
         self.retry_after_s = retry_after_s
+
+
+class PromotionRefused(StreetLensError, ValueError):
+    """A detector version is worse than the served one on the frozen split."""
+
+    code = "promotion_refused"

@@ -15,3 +15,8 @@ done
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 uv pip install --quiet --python .venv/bin/python "${links[@]}" -c requirements/constraints.txt -e "$spec"
+# MTCNN face finding for the privacy blur (facenet-pytorch, MIT, weights in its wheel). It pins an
+# old torch, so it goes in without its dependencies, beside the `train` extra's torch.
+if [[ ",$extras," == *",train,"* ]]; then
+  uv pip install --quiet --python .venv/bin/python "${links[@]}" --no-deps facenet-pytorch==2.6.0
+fi

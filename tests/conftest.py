@@ -14,6 +14,11 @@ from sqlalchemy import create_engine, make_url, text
 from pipeline.registry import served_detector
 from pipeline.settings import Settings
 
+# Processing makes a blurred public copy of every photo; MTCNN costs seconds a photo on these
+# 2 cores, so the suite (and the servers it starts, which inherit this) uses the Haar cascades.
+# tests/vision/test_privacy.py exercises MTCNN itself.
+os.environ.setdefault("STREETLENS_PRIVACY_MTCNN", "false")
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

@@ -153,7 +153,11 @@ def test_readiness_and_metrics(client: TestClient) -> None:
     _post(client, jpeg_bytes(seed=4), CITY_HALL)
     ready = client.get("/readyz").json()
     assert ready["checks"]["store"]["ok"] and ready["checks"]["broker"]["ok"]
-    text = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 401  # operational data: analysts or a scraper
+    from pipeline.accounts import create_api_key
+
+    key, _ = create_api_key(client.ctx.store, "prometheus", scopes=("metrics",))  # type: ignore[attr-defined]
+    text = client.get("/metrics", headers={"X-API-Key": key}).text
     assert 'streetlens_cases{status="received"} 1.0' in text
     assert "streetlens_queue_depth 1.0" in text
     assert 'streetlens_uploads_total{outcome="accepted"}' in text
