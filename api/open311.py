@@ -130,9 +130,9 @@ async def service_definition(
     return answer(fmt, data, "service_definition")
 
 
-async def _read_media(media: UploadFile | None, limit: int) -> bytes:
+async def _read_media(media: UploadFile | None, limit: int) -> bytes | None:
     if media is None:
-        return b""
+        return None  # a request without a photo
     chunks, size = [], 0
     while chunk := await media.read(CHUNK):
         size += len(chunk)
@@ -168,11 +168,11 @@ async def create_request(
     description: FormText = None,
     media_url: Annotated[str | None, Form(description="a link to a photo, never fetched")] = None,
     media: Annotated[
-        UploadFile | None, File(description="the photo (multipart extension): required")
+        UploadFile | None, File(description="the photo (multipart extension): optional")
     ] = None,
 ) -> Response:
     """POST Service Request: form fields as the spec names them, attribute[CODE]=VALUE for the
-    service's attributes, and the photo as the multipart file field `media`."""
+    service's attributes, and the photo (optional) as the multipart file field `media`."""
     ctx = _check(request, fmt, jurisdiction_id)
     who = await api_key_principal(request, api_key)
     if who.kind == "anonymous":
@@ -207,6 +207,8 @@ async def create_request(
     queued = await run_in_threadpool(tasks.enqueue, ctx, case_id)
     UPLOADS.labels("accepted").inc()
     notice = "Received; the photo is measured and located in the background."
+    if data is None:
+        notice = "Received; it is located and routed in the background."
     if not queued:
         notice = "Received; processing starts shortly."
     body = [

@@ -67,7 +67,8 @@ class CaseRow(Base):
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
-    photo_sha256: Mapped[str] = mapped_column(ForeignKey("photos.sha256"), index=True)
+    # None: a report without a photo (Open311 clients often send none; migration 0006).
+    photo_sha256: Mapped[str | None] = mapped_column(ForeignKey("photos.sha256"), index=True)
     report: Mapped[dict] = mapped_column(JSON)
     category: Mapped[str | None] = mapped_column(String(64), index=True)
     severity: Mapped[str | None] = mapped_column(String(8))

@@ -39,8 +39,8 @@ def find_duplicate(
     for cand in near:
         root = _root(ctx, cand.id)
         inliers = None
-        if rgb_new is not None:
-            other = ctx.store.get(root)
+        other = ctx.store.get(root) if rgb_new is not None else None
+        if other is not None and other.report.photo_sha256 is not None:  # both have photos
             try:
                 rgb_old = _rgb(ctx, ctx.media.get(other.report.photo_sha256))
             except Exception:  # the original's photo is gone: judge by distance alone

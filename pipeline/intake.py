@@ -94,8 +94,9 @@ def parse_bool(field: str, raw: str | bool | None, default: bool) -> bool:
     raise InvalidReport(f"{field} must be true or false, got {raw[:20]!r}", field=field)
 
 
-def build_report(ctx: Context, data: bytes, form: ReportForm) -> tuple[Report, int]:
-    """Validate the photo and the fields; return the report to store and the photo's size."""
+def build_report(ctx: Context, data: bytes | None, form: ReportForm) -> tuple[Report, int]:
+    """Validate the photo and the fields; return the report to store and the photo's size.
+    `data` None: a report without a photo (Open311), which must name its category."""
     from vision.errors import ImageRejected
     from vision.image import inspect
 
@@ -124,26 +125,34 @@ def build_report(ctx: Context, data: bytes, form: ReportForm) -> tuple[Report, i
         "anonymous", form.anonymous, default=not (form.name or form.email or form.phone)
     )
 
-    if not data:
+    img = None
+    if data is None:
+        if category is None:
+            raise InvalidReport(
+                "a report without a photo must say what it is: send its category (service_code)",
+                field="category",
+            )
+    elif not data:
         raise PhotoRejected(
             "the photo is empty (0 bytes): attach a JPEG, HEIC, PNG or WebP photo", field="photo"
         )
-    if len(data) > s.max_upload_bytes:
+    elif len(data) > s.max_upload_bytes:
         raise PhotoTooLarge(
             f"the photo is {len(data)} bytes; the limit is {s.max_upload_bytes}", field="photo"
         )
-    try:
-        # The structure, not the pixels: header, size, every segment in place and the end
-        # marker present refuse truncated and mangled uploads at a fraction of a millisecond;
-        # decoding (40% of an upload's CPU) waits for the worker, where a photo that still
-        # fails to decode ends `rejected` with the decoder's reason (docs/operations.md).
-        img = inspect(data, max_pixels=s.max_pixels, max_bytes=s.max_upload_bytes)
-    except ImageRejected as exc:
-        raise PhotoRejected(str(exc), field="photo") from exc
+    else:
+        try:
+            # The structure, not the pixels: header, size, every segment in place and the end
+            # marker present refuse truncated and mangled uploads at a fraction of a
+            # millisecond; decoding (40% of an upload's CPU) waits for the worker, where a
+            # photo that still fails to decode ends `rejected` with the decoder's reason.
+            img = inspect(data, max_pixels=s.max_pixels, max_bytes=s.max_upload_bytes)
+        except ImageRejected as exc:
+            raise PhotoRejected(str(exc), field="photo") from exc
 
     source = "device"
-    cap = img.capture
-    if lat is None and cap.gps_lat is not None:
+    cap = img.capture if img is not None else None
+    if lat is None and cap is not None and cap.gps_lat is not None:
         lat, lon, source = cap.gps_lat, cap.gps_lon, "exif"
         accuracy = accuracy if accuracy is not None else cap.gps_accuracy_m
         heading = heading if heading is not None else cap.gps_heading_deg
@@ -159,8 +168,10 @@ def build_report(ctx: Context, data: bytes, form: ReportForm) -> tuple[Report, i
         )
     try:
         report = Report(
-            photo_sha256=sha256_hex(data),
-            photo_content_type=CONTENT_TYPES.get(img.format, "application/octet-stream"),
+            photo_sha256=sha256_hex(data) if data is not None else None,
+            photo_content_type=(
+                CONTENT_TYPES.get(img.format, "application/octet-stream") if img else None
+            ),
             lat=lat,
             lon=lon,
             accuracy_m=accuracy,
@@ -181,7 +192,7 @@ def build_report(ctx: Context, data: bytes, form: ReportForm) -> tuple[Report, i
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "report"
         raise InvalidReport(f"{where}: {first['msg']}", field=where) from None
-    return report, len(data)
+    return report, len(data or b"")
 
 
 def check_idempotency_key(key: str | None) -> str | None:
@@ -198,16 +209,19 @@ def check_idempotency_key(key: str | None) -> str | None:
 
 def submit(
     ctx: Context,
-    data: bytes,
+    data: bytes | None,
     form: ReportForm,
     *,
     by: str = "resident",
     idempotency_key: str | None = None,
 ) -> str:
     """Store the photo and a `received` case; on any failure leave neither behind.
-    A retried upload with the same idempotency key returns the first case's id."""
+    A retried upload with the same idempotency key returns the first case's id.
+    `data` None files a report without a photo (Open311 clients): nothing goes to media."""
     key = check_idempotency_key(idempotency_key)
     report, size = build_report(ctx, data, form)
+    if data is None or report.photo_sha256 is None:
+        return ctx.store.create_case(report, size, by=by, idempotency_key=key)
     # build_report hashed it already; a second pass over ~1 MB is a millisecond of CPU.
     ctx.media.put(data, report.photo_content_type, sha256=report.photo_sha256)
     try:

@@ -120,6 +120,8 @@ def measure_request(ctx: Context, data: bytes | None, form: MeasureForm) -> dict
         if not form.case_id:
             raise InvalidReport("send a photo or the case_id of a stored report", field="photo")
         report = ctx.store.get(form.case_id).report  # CaseNotFound is a 404
+        if report.photo_sha256 is None:
+            raise InvalidReport(f"case {form.case_id} has no photo to measure", field="case_id")
         data = ctx.media.get(report.photo_sha256)
         pose_fields = {**(report.device_pose or {}), **pose_fields}
     elif form.case_id:

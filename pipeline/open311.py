@@ -2,7 +2,9 @@
 
 The HTTP layer (`api/open311.py`) parses and renders; this module answers in plain dicts shaped
 like the spec's JSON, and files a new request through the same intake as the native API
-(`intake.submit`), so one photo, one validation and one case store serve both.
+(`intake.submit`), so one validation and one case store serve both. A request may come
+without a photo (media is optional in the spec): it then needs a location and is routed by
+its service_code; `process_case` skips the photo's steps.
 Reading requests and their status history is in `pipeline/open311_query.py`.
 """
 
@@ -19,7 +21,7 @@ from urllib.parse import urlsplit
 from pipeline import intake
 from pipeline.city import CityPack, Service, ServiceAttribute
 from pipeline.context import Context
-from pipeline.errors import InvalidReport, JurisdictionNotFound, ServiceNotFound
+from pipeline.errors import InvalidReport, JurisdictionNotFound, LocationMissing, ServiceNotFound
 
 if TYPE_CHECKING:
     from geo.geocode import Geocoder
@@ -278,8 +280,12 @@ def _locate(ctx: Context, req: NewRequest) -> tuple[str | None, str | None, str 
     return None, None, None  # the photo's EXIF GPS may still say where (intake decides)
 
 
-def create_request(ctx: Context, req: NewRequest, photo: bytes, *, by: str = "open311") -> str:
-    """File a request: check every field, then submit the photo through the native intake."""
+def create_request(
+    ctx: Context, req: NewRequest, photo: bytes | None, *, by: str = "open311"
+) -> str:
+    """File a request: check every field, then submit it through the native intake.
+    `photo` None: a request without one (most Open311 clients), located by lat/long or an
+    address and categorised by its service_code alone."""
     try:
         service = find_service(ctx.city, _text("service_code", req.service_code, 64))
     except ServiceNotFound as exc:  # a bad argument to POST (400), not a missing resource
@@ -287,13 +293,13 @@ def create_request(ctx: Context, req: NewRequest, photo: bytes, *, by: str = "op
     attributes = parse_attributes(service, req.attributes)
     name, email, phone = _check_contact(req)
     media_url = _check_media_url(req.media_url)
-    if not photo:
-        raise InvalidReport(
-            "StreetLens files a request from its photo: upload it as the multipart file field "
-            "`media` (JPEG, PNG, WebP or HEIC); media_url alone is kept as a link, never fetched",
-            field="media",
-        )
     lat, lon, address = _locate(ctx, req)
+    if photo is None and lat is None:
+        raise LocationMissing(
+            "a request without a photo needs a location: send lat and long, address_string "
+            "or address_id",
+            field="lat",
+        )
     form = intake.ReportForm(
         lat=lat,
         lon=lon,

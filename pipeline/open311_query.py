@@ -124,7 +124,9 @@ def request_view(row: CaseRow, city: CityPack, base_url: str) -> dict[str, Any]:
         "zipcode": place.get("zip_code"),
         "lat": lat,
         "long": lon,
-        "media_url": f"{base_url}/api/v1/reports/{row.id}/photo",
+        "media_url": (
+            f"{base_url}/api/v1/reports/{row.id}/photo" if row.photo_sha256 else None
+        ),  # a report sent without a photo has none to show
     }
 
 

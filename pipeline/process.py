@@ -105,11 +105,13 @@ def process_case(
     if not claimed and not store.claim(case_id, by=by, lease_s=ctx.settings.processing_lease_s):
         return case  # done already, or another worker holds it
     report = case.report
-    data = ctx.media.get(report.photo_sha256)
-    findings = analyse(ctx, data, report)
-    from pipeline.public_media import ensure_variants
+    data, findings = None, []
+    if report.photo_sha256 is not None:  # None: no photo (Open311): place, category, routing
+        data = ctx.media.get(report.photo_sha256)
+        findings = analyse(ctx, data, report)
+        from pipeline.public_media import ensure_variants
 
-    ensure_variants(ctx, report.photo_sha256, data)  # faces and plates blurred before anyone looks
+        ensure_variants(ctx, report.photo_sha256, data)  # faces, plates blurred before anyone looks
 
     city = ctx.city
     category = report.category
@@ -134,6 +136,8 @@ def process_case(
     )
     if not place.get("in_jurisdiction"):
         status, why = "rejected", f"the object is outside {city.name}"
+    elif data is None:
+        status, why = "needs_review", f"no photo: a person should look at this {category} report"
     elif main is None:
         status, why = "needs_review", "no object detected: a person should look at the photo"
     else:

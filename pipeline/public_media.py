@@ -27,10 +27,11 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.context import Context
-from pipeline.errors import Forbidden, PhotoRejected, StoreUnavailable
+from pipeline.errors import CaseNotFound, Forbidden, PhotoRejected, StoreUnavailable
 from pipeline.observability import stage
 from pipeline.photo_variants_db import PhotoVariantRow
 from pipeline.settings import Settings
+from pipeline.types import Report
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,17 @@ def ensure_variants(ctx: Context, sha256: str, data: bytes | None = None) -> Pho
     return make_variants(ctx, sha256, data)
 
 
+def _with_photo(ctx: Context, case_id: str) -> Report:
+    """The case's report; CaseNotFound (404) when the case, or its photo, does not exist."""
+    report = ctx.store.get(case_id).report
+    if report.photo_sha256 is None:  # an Open311 report sent without one
+        raise CaseNotFound("this report has no photo", field="photo")
+    return report
+
+
 def public_photo(ctx: Context, case_id: str, size: Size = "full") -> bytes:
     """The public (blurred, metadata-free) JPEG of a case's photo: CaseNotFound when none."""
-    sha256 = ctx.store.get(case_id).report.photo_sha256
+    sha256 = _with_photo(ctx, case_id).photo_sha256
     row = ensure_variants(ctx, sha256)
     name = row.thumb_name if size == "thumb" else row.public_name
     body = ctx.media.get_public(name)
@@ -207,7 +216,7 @@ class OriginalLink:
 
 def original_link(ctx: Context, case_id: str, base_url: str) -> OriginalLink:
     """An expiring link to a case's original photo (for crew): S3-presigned or app-signed."""
-    sha256 = ctx.store.get(case_id).report.photo_sha256
+    sha256 = _with_photo(ctx, case_id).photo_sha256
     ttl = ctx.settings.original_link_ttl_s
     expires = int(time.time()) + ttl
     expires_at = datetime.fromtimestamp(expires, UTC)
@@ -226,5 +235,5 @@ def open_original(ctx: Context, case_id: str, expires: int, sig: str) -> tuple[b
         raise Forbidden("this link to the original photo is not valid; ask for a new one")
     if expires < time.time():
         raise Forbidden("this link to the original photo has expired; ask for a new one")
-    report = ctx.store.get(case_id).report
+    report = _with_photo(ctx, case_id)
     return ctx.media.get(report.photo_sha256), report.photo_content_type

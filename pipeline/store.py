@@ -130,11 +130,12 @@ class SqlCaseStore:
         now = utcnow()
         try:
             with self.begin() as conn:
-                conn.execute(
-                    self._photo_insert,
-                    {"sha256": report.photo_sha256, "content_type": report.photo_content_type,
-                     "size_bytes": size_bytes, "created_at": now},
-                )  # fmt: skip
+                if report.photo_sha256 is not None:  # None: a report without a photo (0006)
+                    conn.execute(
+                        self._photo_insert,
+                        {"sha256": report.photo_sha256, "content_type": report.photo_content_type,
+                         "size_bytes": size_bytes, "created_at": now},
+                    )  # fmt: skip
                 conn.execute(
                     _CASE_INSERT,
                     {"id": case_id, "status": "received", "photo_sha256": report.photo_sha256,
@@ -145,7 +146,7 @@ class SqlCaseStore:
                 conn.execute(
                     _HISTORY_INSERT,
                     {"case_id": case_id, "status": "received", "at": now, "by": by,
-                     "why": "photo uploaded"},
+                     "why": "photo uploaded" if report.photo_sha256 else "report received"},
                 )  # fmt: skip
         except IntegrityError:
             # The key was used before (a retry), or two retries of one upload raced.

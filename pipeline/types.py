@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,8 +20,9 @@ class Report(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    photo_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    photo_content_type: str
+    # Both None: a report without a photo (Open311 clients may send none; see process_case).
+    photo_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    photo_content_type: str | None = None
     lat: float | None = None
     lon: float | None = None
     accuracy_m: float | None = Field(default=None, ge=0, le=100_000)

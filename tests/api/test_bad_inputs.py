@@ -163,6 +163,8 @@ def test_open311_post_gets_the_same_corpus(live: LiveServer) -> None:
             continue
         if NATIVE_ONLY & {p[0] for p in case.parts}:
             continue  # Open311 has no such field: an unknown field is not an error there
+        if case.id in OPEN311_VALID:
+            continue  # valid there: tests/api/test_open311_nophoto.py
         before = live.stored()
         r = send(live, _as_open311(case, key), "/open311/v2/requests.json")
         ok = 400 <= r.status_code < 500 and live.stored() == before
@@ -175,6 +177,8 @@ def test_open311_post_gets_the_same_corpus(live: LiveServer) -> None:
     assert not failures, "\n".join(failures)
 
 
+# A request without a photo is fine in Open311 (media is optional there), not in the native API.
+OPEN311_VALID = {"photo-missing"}
 NATIVE_ONLY = {
     "heading", "accuracy_m", "pitch_deg", "roll_deg", "camera_height_m", "anonymous",
     "idempotency_key",
