@@ -8,11 +8,12 @@ import typing
 from collections import Counter
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, UploadFile
 from fastapi.dependencies.models import Dependant
 
-from pipeline.errors import InvalidReport
+from pipeline.errors import InvalidReport, PhotoTooLarge
 
+CHUNK = 1 << 20
 MAX_FILES = 10  # photos in one request; a report route takes fewer
 # Credentials may come as a form field (api/auth.py reads them elsewhere).
 ALWAYS_ALLOWED = frozenset({"api_key"})
@@ -77,3 +78,14 @@ async def _check_form(request: Request, *, allow_unknown: bool) -> None:
             raise InvalidReport(
                 f"field {_short(name)} was sent {count} times: send it once", field=name[:40]
             )
+
+
+async def read_upload(upload: UploadFile, limit: int, field: str) -> bytes:
+    """An uploaded file's bytes, refused as soon as it passes `limit` (never read whole first)."""
+    chunks, size = [], 0
+    while chunk := await upload.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PhotoTooLarge(f"the photo is over the {limit}-byte limit", field=field)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -22,17 +22,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import api_key_principal, public
 from api.errors import STATUS
-from api.forms import form_limits
+from api.forms import form_limits, read_upload
 from api.open311_xml import answer, error_answer
 from pipeline import open311, open311_query, tasks
 from pipeline.context import Context
-from pipeline.errors import Forbidden, PhotoTooLarge, StreetLensError, Unauthorized
+from pipeline.errors import Forbidden, StreetLensError, Unauthorized
 from pipeline.observability import UPLOADS
 
 log = logging.getLogger(__name__)
 PREFIX = "/open311/v2"
 FORMATS = ("json", "xml")
-CHUNK = 1 << 20
 
 
 def _fmt(request: Request) -> str:
@@ -131,15 +130,8 @@ async def service_definition(
 
 
 async def _read_media(media: UploadFile | None, limit: int) -> bytes | None:
-    if media is None:
-        return None  # a request without a photo
-    chunks, size = [], 0
-    while chunk := await media.read(CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise PhotoTooLarge(f"the photo is over the {limit}-byte limit", field="media")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    # None: a request without a photo.
+    return None if media is None else await read_upload(media, limit, "media")
 
 
 FormText = Annotated[str | None, Form()]

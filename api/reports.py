@@ -8,15 +8,13 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Principal, public
-from api.forms import strict_form
+from api.forms import read_upload, strict_form
 from pipeline import accounts, intake, tasks
 from pipeline.context import Context
-from pipeline.errors import PhotoTooLarge
 from pipeline.observability import UPLOADS
 from pipeline.types import Case
 
 router = APIRouter()
-CHUNK = 1 << 20
 
 
 def _ctx(request: Request) -> Context:
@@ -24,13 +22,7 @@ def _ctx(request: Request) -> Context:
 
 
 async def _read_limited(upload: UploadFile, limit: int) -> bytes:
-    chunks, size = [], 0
-    while chunk := await upload.read(CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise PhotoTooLarge(f"the photo is over the {limit}-byte limit", field="photo")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_upload(upload, limit, "photo")
 
 
 def public_view(case: Case) -> dict[str, Any]:
