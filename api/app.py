@@ -22,6 +22,7 @@ from api import (
     reports,
     webhooks,
 )
+from pipeline import case_photos
 from pipeline.context import Context
 from pipeline.settings import Settings, get_settings
 from pipeline.sweeper import Sweeper
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Refuse an oversized upload from its header, before reading a byte of it.
         length = request.headers.get("content-length")
         limit = ctx.settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+        if request.url.path == "/api/v1/reports":  # a photo and up to 4 more, each checked
+            limit += ctx.settings.max_upload_bytes * case_photos.MAX_EXTRA
         if length and length.isdigit() and int(length) > limit:
             if request.url.path.startswith("/open311/"):
                 return open311.too_large(request, int(length), ctx.settings.max_upload_bytes)

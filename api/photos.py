@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import public, require
-from pipeline import public_media
+from pipeline import case_photos, public_media
 from pipeline.context import Context
 
 router = APIRouter()
@@ -41,6 +41,34 @@ async def get_photo(
             "Cache-Control": "public, max-age=3600",
             "X-Content-Type-Options": "nosniff",
             "Content-Disposition": f'inline; filename="{case_id}{suffix}.jpg"',
+        },
+    )
+
+
+@router.get(
+    "/api/v1/reports/{case_id}/photos/{n}",
+    tags=["photos"],
+    name="get_report_photo",
+    dependencies=[Depends(public())],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "the public JPEG"}},
+)
+async def get_report_photo(
+    request: Request,
+    case_id: str,
+    n: Annotated[int, Path(ge=0, le=case_photos.MAX_EXTRA, description="0: the first photo")],
+    size: Annotated[Literal["full", "thumb"], Query(description="thumb: 320 px")] = "full",
+) -> Response:
+    """One of the case's photos (0-4), faces and plates blurred, no metadata (EXIF, GPS)."""
+    body = await run_in_threadpool(case_photos.public_copy, _ctx(request), case_id, n, size)
+    suffix = "-thumb" if size == "thumb" else ""
+    return Response(
+        body,
+        media_type=public_media.PUBLIC_CONTENT_TYPE,
+        headers={
+            "Cache-Control": "public, max-age=3600",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f'inline; filename="{case_id}-{n}{suffix}.jpg"',
         },
     )
 

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Principal, public
 from api.forms import read_upload, strict_form
-from pipeline import accounts, intake, tasks
+from pipeline import accounts, case_photos, intake, tasks
 from pipeline.context import Context
 from pipeline.observability import UPLOADS
 from pipeline.types import Case
@@ -23,6 +23,12 @@ def _ctx(request: Request) -> Context:
 
 async def _read_limited(upload: UploadFile, limit: int) -> bytes:
     return await read_upload(upload, limit, "photo")
+
+
+async def _read_extra(uploads: list[UploadFile], limit: int) -> list[bytes]:
+    """The extra photos' bytes: too many is refused before any is read."""
+    case_photos.check_count(len(uploads))
+    return [await read_upload(u, limit, case_photos.field_name(i)) for i, u in enumerate(uploads)]
 
 
 def public_view(case: Case) -> dict[str, Any]:
@@ -46,6 +52,10 @@ async def create_report(
     request: Request,
     who: Annotated[Principal, Depends(public())],
     photo: Annotated[UploadFile, File(description="JPEG, HEIC, PNG or WebP photo of the problem")],
+    photos: Annotated[
+        list[UploadFile] | None,
+        File(description="up to 4 more photos of the same problem (repeat the field)"),
+    ] = None,
     lat: Annotated[str | None, Form()] = None,
     lon: Annotated[str | None, Form()] = None,
     heading: Annotated[str | None, Form(description="compass heading of the camera, 0-360")] = None,
@@ -68,6 +78,7 @@ async def create_report(
         # A signed-in resident's report is theirs to follow, unless they ask for anonymity.
         email = await run_in_threadpool(accounts.account_email, ctx.store, who.account_id)
     data = await _read_limited(photo, ctx.settings.max_upload_bytes)
+    extra = await _read_extra(photos or [], ctx.settings.max_upload_bytes)
     form = intake.ReportForm(
         lat=lat,
         lon=lon,
@@ -89,7 +100,7 @@ async def create_report(
 
     def accept() -> tuple[str, bool]:
         # One trip to the threadpool for the whole blocking part of an upload.
-        case_id = intake.submit(ctx, data, form, idempotency_key=key)
+        case_id = intake.submit(ctx, data, form, idempotency_key=key, extra_photos=extra)
         if link:
             accounts.link_report(ctx.store, case_id, who.account_id)
         return case_id, tasks.enqueue(ctx, case_id)
@@ -112,8 +123,15 @@ async def create_report(
 )
 async def get_report(request: Request, case_id: str) -> dict[str, Any]:
     """One case with its findings, place, routing and history."""
-    case = await run_in_threadpool(_ctx(request).store.get, case_id)
-    return public_view(case)
+    ctx = _ctx(request)
+    case = await run_in_threadpool(ctx.store.get, case_id)
+    body = public_view(case)
+    extras = await run_in_threadpool(case_photos.extra_photos, ctx.store, case_id)
+    numbers = ([0] if case.report.photo_sha256 else []) + [row.idx for row in extras]
+    body["photos"] = [
+        str(request.url_for("get_report_photo", case_id=case_id, n=str(n))) for n in numbers
+    ]
+    return body
 
 
 @router.get("/api/v1/services", tags=["reports"], dependencies=[Depends(public())])

@@ -228,5 +228,6 @@ def current_revision(url: str) -> str | None:
 # Rows that live beside their own code join Base.metadata here, so whoever opens the store
 # (and the schema comparison against the migrations) sees every table.
 from pipeline import accounts as _accounts  # noqa: E402, F401  (0003: accounts, keys)
+from pipeline import case_photos as _case_photos  # noqa: E402, F401  (0007: extra photos)
 from pipeline import notify_db as _notify_db  # noqa: E402, F401  (0004: webhooks, outbox)
 from pipeline import photo_variants_db as _variants  # noqa: E402, F401  (0005: public photos)

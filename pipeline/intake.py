@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 from pydantic import ValidationError
 
@@ -214,26 +215,39 @@ def submit(
     *,
     by: str = "resident",
     idempotency_key: str | None = None,
+    extra_photos: list[bytes] | None = None,
 ) -> str:
     """Store the photo and a `received` case; on any failure leave neither behind.
     A retried upload with the same idempotency key returns the first case's id.
-    `data` None files a report without a photo (Open311 clients): nothing goes to media."""
+    `data` None files a report without a photo (Open311 clients): nothing goes to media.
+    `extra_photos`: up to 4 more photos of the problem (pipeline/case_photos.py), all checked
+    before anything is stored, stored with the case in one transaction."""
+    from pipeline import case_photos
+
     key = check_idempotency_key(idempotency_key)
     report, size = build_report(ctx, data, form)
+    extras = case_photos.check_extra(extra_photos or [], ctx.settings)
+    if extras and data is None:
+        raise InvalidReport("extra photos need a first photo: send `photo`", field="photos")
     if data is None or report.photo_sha256 is None:
         return ctx.store.create_case(report, size, by=by, idempotency_key=key)
     # build_report hashed it already; a second pass over ~1 MB is a millisecond of CPU.
-    ctx.media.put(data, report.photo_content_type, sha256=report.photo_sha256)
+    stored = [(data, report.photo_content_type, report.photo_sha256)]
+    stored += [(e.data, e.content_type, e.sha256) for e in extras]
     try:
-        return ctx.store.create_case(report, size, by=by, idempotency_key=key)
+        for blob, ctype, sha in stored:
+            ctx.media.put(blob, ctype, sha256=sha)
+        also = partial(case_photos.insert_rows, extras=extras) if extras else None
+        return ctx.store.create_case(report, size, by=by, idempotency_key=key, also=also)
     except Exception:
-        # No orphan photo: remove it unless another case already refers to it.
+        # No orphan photo: remove each unless another case already refers to it.
         # When the store itself is down this check fails too; the photo then waits for the
         # sweeper, since deleting it blind could break another case that shares it (or one
         # whose commit landed although its answer was lost).
-        try:
-            if not ctx.store.photo_in_use(report.photo_sha256):
-                ctx.media.delete(report.photo_sha256)
-        except Exception:
-            ctx.orphan_suspects.add(report.photo_sha256)
+        for _, _, sha in stored:
+            try:
+                if not ctx.store.photo_in_use(sha):
+                    ctx.media.delete(sha)
+            except Exception:
+                ctx.orphan_suspects.add(sha)
         raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -118,6 +118,7 @@ class SqlCaseStore:
         *,
         by: str = "resident",
         idempotency_key: str | None = None,
+        also: Callable[[Connection, str], None] | None = None,
     ) -> str:
         """Insert a `received` case, its photo row and its history in one transaction (three
         Core statements, no ORM); return its id.
@@ -148,6 +149,8 @@ class SqlCaseStore:
                     {"case_id": case_id, "status": "received", "at": now, "by": by,
                      "why": "photo uploaded" if report.photo_sha256 else "report received"},
                 )  # fmt: skip
+                if also is not None:  # more rows of the same upload (extra photos)
+                    also(conn, case_id)
         except IntegrityError:
             # The key was used before (a retry), or two retries of one upload raced.
             if idempotency_key is None:
@@ -391,10 +394,10 @@ class SqlCaseStore:
             row.history.append(HistoryRow(status=row.status, at=utcnow(), by=by, why=why))
 
     def photo_in_use(self, sha256: str) -> bool:
-        """True when any case refers to this photo."""
-        with self.session() as s:
-            n = s.scalar(select(func.count()).where(CaseRow.photo_sha256 == sha256))
-            return bool(n)
+        """True when any case refers to this photo, as its first photo or an extra one."""
+        from pipeline.case_photos import in_use
+
+        return in_use(self, sha256)
 
     def count(self, status: Status | None = None) -> int:
         """Number of cases, optionally with one status."""

@@ -1,0 +1,165 @@
+"""A report with several photos of one problem: all checked before any is stored, each with a
+blurred, metadata-free public copy; a bad one is a 4xx that names it and leaves nothing."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from imagegen import jpeg_bytes
+from PIL import Image
+from sqlalchemy import select
+
+from api.app import create_app
+from pipeline.case_photos import CasePhotoRow
+from pipeline.media import sha256_hex
+from pipeline.settings import Settings
+from vision.exif import write_exif
+
+CITY_HALL = {"lat": "42.36630", "lon": "-71.10560"}
+LAT, LON = 42.3663, -71.1056
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    settings.sweep_interval_s = 0
+    settings.ratelimit_enabled = False
+    settings.privacy_mtcnn = False
+    settings.public_long_side = 200
+    settings.thumb_long_side = 80
+    app = create_app(settings)
+    with TestClient(app) as c:
+        yield c
+
+
+def _ctx(client: TestClient):
+    return client.app.state.ctx  # type: ignore[attr-defined]
+
+
+def _gps_jpeg(seed: int) -> bytes:
+    return write_exif(jpeg_bytes(seed=seed), lat=LAT, lon=LON, make="Apple", model="iPhone 15")
+
+
+def _files(photos: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    first, *more = photos
+    out = [("photo", ("p0.jpg", first, "image/jpeg"))]
+    out += [("photos", (f"p{i + 1}.jpg", d, "image/jpeg")) for i, d in enumerate(more)]
+    return out
+
+
+def _post(client: TestClient, photos: list[bytes], headers: dict | None = None):
+    return client.post(
+        "/api/v1/reports", files=_files(photos), data=CITY_HALL, headers=headers or {}
+    )
+
+
+def _rows(client: TestClient) -> list[CasePhotoRow]:
+    with _ctx(client).store.session() as s:
+        return list(s.scalars(select(CasePhotoRow).order_by(CasePhotoRow.idx)))
+
+
+def _nothing_stored(client: TestClient) -> None:
+    ctx = _ctx(client)
+    assert ctx.store.count() == 0
+    assert ctx.media.count() == 0
+    assert _rows(client) == []
+
+
+def test_three_photos_are_stored_listed_and_served_public(client: TestClient) -> None:
+    photos = [_gps_jpeg(seed) for seed in (1, 2, 3)]
+    assert all(b"Exif\x00\x00" in p for p in photos)
+    r = _post(client, photos)
+    assert r.status_code == 202, r.text
+    cid = r.json()["id"]
+    ctx = _ctx(client)
+    assert ctx.media.count() == 3
+    for p in photos:
+        assert ctx.media.get(sha256_hex(p)) == p
+    rows = _rows(client)
+    assert [(row.case_id, row.idx, row.sha256) for row in rows] == [
+        (cid, 1, sha256_hex(photos[1])),
+        (cid, 2, sha256_hex(photos[2])),
+    ]
+    assert all(row.content_type == "image/jpeg" for row in rows)
+    case = ctx.store.get(cid)
+    assert case.report.photo_sha256 == sha256_hex(photos[0])  # the first stays the primary
+
+    urls = client.get(f"/api/v1/reports/{cid}").json()["photos"]
+    assert [u.rsplit("/", 1)[1] for u in urls] == ["0", "1", "2"]
+    bodies = []
+    for url in urls:
+        for params in ({}, {"size": "thumb"}):
+            got = client.get(url, params=params)
+            assert got.status_code == 200, got.text
+            assert got.headers["content-type"] == "image/jpeg"
+            img = Image.open(io.BytesIO(got.content))
+            assert not img.getexif() and "exif" not in img.info
+            assert b"Exif\x00\x00" not in got.content and b"iPhone" not in got.content
+            assert max(img.size) == (80 if params else 200)
+        bodies.append(got.content)
+    assert len(set(bodies)) == 3  # three different photos, not one served three times
+    assert client.get(f"/api/v1/reports/{cid}/photos/3").status_code == 404
+    assert client.get(f"/api/v1/reports/{cid}/photos/9").status_code == 422
+    assert client.get("/api/v1/reports/nope/photos/1").status_code == 404
+
+
+def test_a_bad_third_photo_is_named_and_nothing_is_stored(client: TestClient) -> None:
+    good = jpeg_bytes(seed=1)
+    for bad in (good[: len(good) // 2], b"", b"<svg xmlns='http://www.w3.org/2000/svg'/>"):
+        r = _post(client, [good, jpeg_bytes(seed=2), bad])
+        assert 400 <= r.status_code < 500, r.text
+        body = r.json()
+        assert body["field"] == "photos[1]", body
+        assert "photos[1]" in body["message"]
+        _nothing_stored(client)
+
+
+def test_an_oversize_extra_photo_is_named(settings: Settings) -> None:
+    settings.max_upload_bytes = 60_000
+    with TestClient(create_app(settings)) as c:
+        r = _post(c, [jpeg_bytes(seed=1), jpeg_bytes(800, 600, seed=2, quality=98)])
+        assert r.status_code == 413, r.text
+        assert r.json()["field"] == "photos[0]"
+        _nothing_stored(c)
+
+
+def test_six_photos_are_refused(client: TestClient) -> None:
+    r = _post(client, [jpeg_bytes(seed=s) for s in range(6)])
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "photos"
+    _nothing_stored(client)
+    assert _post(client, [jpeg_bytes(seed=s) for s in range(5)]).status_code == 202
+
+
+def test_repeated_fields_other_than_photos_are_still_refused(client: TestClient) -> None:
+    data = jpeg_bytes(seed=1)
+    r = client.post(
+        "/api/v1/reports",
+        files=[("photo", ("a.jpg", data, "image/jpeg")), ("photo", ("b.jpg", data, "image/jpeg"))],
+        data=CITY_HALL,
+    )
+    assert r.status_code == 422 and r.json()["field"] == "photo"
+    r = client.post(
+        "/api/v1/reports",
+        files=_files([data, jpeg_bytes(seed=2)]),
+        data={**CITY_HALL, "description": ["a", "b"]},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "description"
+    r = client.post(  # the flood limit still holds: 11 files
+        "/api/v1/reports", files=_files([data] * 11), data=CITY_HALL
+    )
+    assert r.status_code == 422
+    _nothing_stored(client)
+
+
+def test_a_retry_with_the_same_photos_returns_the_same_case(client: TestClient) -> None:
+    photos = [jpeg_bytes(seed=s) for s in (1, 2, 3)]
+    key = {"Idempotency-Key": "trip-42"}
+    first = _post(client, photos, key)
+    again = _post(client, photos, key)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    ctx = _ctx(client)
+    assert ctx.store.count() == 1 and ctx.media.count() == 3 and len(_rows(client)) == 2
