@@ -19,6 +19,20 @@ def _ctx(request: Request) -> Context:
     return request.app.state.ctx
 
 
+def _public_jpeg(body: bytes, stem: str, size: str) -> Response:
+    """A public (blurred, metadata-free) JPEG answer, cacheable by anyone."""
+    suffix = "-thumb" if size == "thumb" else ""
+    return Response(
+        body,
+        media_type=public_media.PUBLIC_CONTENT_TYPE,
+        headers={
+            "Cache-Control": "public, max-age=3600",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f'inline; filename="{stem}{suffix}.jpg"',
+        },
+    )
+
+
 @router.get(
     "/api/v1/reports/{case_id}/photo",
     tags=["photos"],
@@ -33,16 +47,7 @@ async def get_photo(
 ) -> Response:
     """The case's photo with faces and plates blurred and no metadata (EXIF, GPS, device)."""
     body = await run_in_threadpool(public_media.public_photo, _ctx(request), case_id, size)
-    suffix = "-thumb" if size == "thumb" else ""
-    return Response(
-        body,
-        media_type=public_media.PUBLIC_CONTENT_TYPE,
-        headers={
-            "Cache-Control": "public, max-age=3600",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": f'inline; filename="{case_id}{suffix}.jpg"',
-        },
-    )
+    return _public_jpeg(body, case_id, size)
 
 
 @router.get(
@@ -61,16 +66,7 @@ async def get_report_photo(
 ) -> Response:
     """One of the case's photos (0-4), faces and plates blurred, no metadata (EXIF, GPS)."""
     body = await run_in_threadpool(case_photos.public_copy, _ctx(request), case_id, n, size)
-    suffix = "-thumb" if size == "thumb" else ""
-    return Response(
-        body,
-        media_type=public_media.PUBLIC_CONTENT_TYPE,
-        headers={
-            "Cache-Control": "public, max-age=3600",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": f'inline; filename="{case_id}-{n}{suffix}.jpg"',
-        },
-    )
+    return _public_jpeg(body, f"{case_id}-{n}", size)
 
 
 @router.get(

@@ -327,20 +327,27 @@ class S3MediaStore:
 
     def get(self, sha256: str) -> bytes:
         """The photo's bytes."""
+        with self._errors(f"read photo {sha256}"):
+            data = self._read_object(self.bucket, self._key(sha256))
+        if data is None:
+            raise StoreUnavailable(f"photo {sha256} is missing from {self._where}")
+        return data
+
+    def _read_object(self, bucket: str, key: str) -> bytes | None:
+        """An object's bytes, or None when it is not there (other S3 errors raise)."""
         from minio.error import S3Error
 
-        with self._errors(f"read photo {sha256}"):
-            try:
-                resp = self._client.get_object(self.bucket, self._key(sha256))
-            except S3Error as exc:
-                if exc.code in _MISSING:
-                    raise StoreUnavailable(f"photo {sha256} is missing from {self._where}") from exc
-                raise
-            try:
-                return resp.read()
-            finally:
-                resp.close()
-                resp.release_conn()
+        try:
+            resp = self._client.get_object(bucket, key)
+        except S3Error as exc:
+            if exc.code in _MISSING:
+                return None
+            raise
+        try:
+            return resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
 
     def exists(self, sha256: str) -> bool:
         """True when the photo is stored."""
@@ -403,20 +410,8 @@ class S3MediaStore:
 
     def get_public(self, name: str) -> bytes | None:
         """A public variant's bytes, or None when it is not stored."""
-        from minio.error import S3Error
-
         with self._errors(f"read public photo {name}"):
-            try:
-                resp = self._client.get_object(self.public_bucket, self.public_prefix + name)
-            except S3Error as exc:
-                if exc.code in _MISSING:
-                    return None
-                raise
-            try:
-                return resp.read()
-            finally:
-                resp.close()
-                resp.release_conn()
+            return self._read_object(self.public_bucket, self.public_prefix + name)
 
     def delete_public(self, name: str) -> None:
         """Remove a public variant if present."""
