@@ -9,11 +9,9 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 from imagegen import jpeg_bytes
-from open311_schemas import Schemas, schemas_dir
+from open311_schemas import Schemas
 
-from api.app import create_app
 from pipeline import accounts
-from pipeline.settings import Settings
 
 V2 = "/open311/v2"
 CITY_HALL = (42.36630, -71.10560)  # 795 Massachusetts Ave, Cambridge
@@ -23,21 +21,6 @@ CONTACT = {
     "last_name": "Quimby",
     "phone": "617-555-0142",
 }
-
-
-@pytest.fixture(scope="module")
-def schemas() -> Schemas:
-    return Schemas(schemas_dir())
-
-
-@pytest.fixture
-def client(settings: Settings):
-    # Rate limits are tested in test_auth_ratelimit.py; a conversation here must not meet them.
-    quiet = {"sweep_interval_s": 0, "ratelimit_enabled": False}
-    app = create_app(settings.model_copy(update=quiet))
-    with TestClient(app) as c:
-        c.ctx = app.state.ctx  # type: ignore[attr-defined]
-        yield c
 
 
 def api_key(client: TestClient) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from imagegen import jpeg_bytes
-from open311_schemas import Schemas, schemas_dir
+from open311_schemas import Schemas
 
 from api.app import create_app
 from pipeline import accounts
@@ -20,11 +20,6 @@ V2 = "/open311/v2"
 HERE = {"lat": "42.3663", "long": "-71.1056"}
 # Rate limits are tested in test_auth_ratelimit.py; this many calls must not meet them.
 QUIET = {"sweep_interval_s": 0, "ratelimit_enabled": False}
-
-
-@pytest.fixture(scope="module")
-def schemas() -> Schemas:
-    return Schemas(schemas_dir())
 
 
 @pytest.fixture(scope="module")

@@ -8,29 +8,13 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from open311_schemas import Schemas, schemas_dir
+from open311_schemas import Schemas
 
-from api.app import create_app
 from pipeline import accounts
 from pipeline.process import process_case
-from pipeline.settings import Settings
 
 V2 = "/open311/v2"
 CITY_HALL = (42.36630, -71.10560)  # 795 Massachusetts Ave, Cambridge
-
-
-@pytest.fixture(scope="module")
-def schemas() -> Schemas:
-    return Schemas(schemas_dir())
-
-
-@pytest.fixture
-def client(settings: Settings):
-    quiet = {"sweep_interval_s": 0, "ratelimit_enabled": False}
-    app = create_app(settings.model_copy(update=quiet))
-    with TestClient(app) as c:
-        c.ctx = app.state.ctx  # type: ignore[attr-defined]
-        yield c
 
 
 def _key(client: TestClient) -> str:
