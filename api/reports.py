@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Principal, public
-from api.forms import read_upload, strict_form
+from api.forms import FormSpec, read_upload
 from pipeline import accounts, case_photos, intake, tasks
 from pipeline.context import Context
 from pipeline.observability import UPLOADS
@@ -42,58 +42,75 @@ def public_view(case: Case) -> dict[str, Any]:
     return body
 
 
+REPORT_FORM = FormSpec(
+    text={
+        "lat": "latitude (WGS 84); or a photo with GPS in its EXIF",
+        "lon": "longitude (WGS 84)",
+        "heading": "compass heading of the camera, 0-360",
+        "accuracy_m": "the location's accuracy in metres",
+        "description": "what is wrong, in the resident's words",
+        "category": "service code, e.g. pothole",
+        "anonymous": "true: keep no name, email or account link",
+        "name": "",
+        "email": "",
+        "pitch_deg": "device pitch from the phone's sensors",
+        "roll_deg": "device roll",
+        "camera_height_m": "camera height above the ground",
+        "idempotency_key": "or the Idempotency-Key header: a retry returns the same case",
+    },
+    files={
+        "photo": (False, "JPEG, HEIC, PNG or WebP photo of the problem"),
+        "photos": (True, "up to 4 more photos of the same problem (repeat the field)"),
+    },
+    required=frozenset({"photo"}),
+    max_repeats={"photos": case_photos.MAX_EXTRA},
+)
+
+
 @router.post(
     "/api/v1/reports",
     status_code=202,
     tags=["reports"],
-    dependencies=[Depends(strict_form)],  # unknown, repeated or too many fields: 422
+    # Read by hand (api/forms.FormSpec): unknown, repeated or too many fields are a 422.
+    openapi_extra=REPORT_FORM.openapi(),
 )
 async def create_report(
-    request: Request,
-    who: Annotated[Principal, Depends(public())],
-    photo: Annotated[UploadFile, File(description="JPEG, HEIC, PNG or WebP photo of the problem")],
-    photos: Annotated[
-        list[UploadFile] | None,
-        File(description="up to 4 more photos of the same problem (repeat the field)"),
-    ] = None,
-    lat: Annotated[str | None, Form()] = None,
-    lon: Annotated[str | None, Form()] = None,
-    heading: Annotated[str | None, Form(description="compass heading of the camera, 0-360")] = None,
-    accuracy_m: Annotated[str | None, Form()] = None,
-    description: Annotated[str | None, Form()] = None,
-    category: Annotated[str | None, Form(description="service code, e.g. pothole")] = None,
-    anonymous: Annotated[str | None, Form()] = None,
-    name: Annotated[str | None, Form()] = None,
-    email: Annotated[str | None, Form()] = None,
-    pitch_deg: Annotated[str | None, Form()] = None,
-    roll_deg: Annotated[str | None, Form()] = None,
-    camera_height_m: Annotated[str | None, Form()] = None,
-    idempotency_key: Annotated[
-        str | None, Form(description="or the Idempotency-Key header: a retry returns the same case")
-    ] = None,
+    request: Request, who: Annotated[Principal, Depends(public())]
 ) -> dict[str, Any]:
     """Accept a photo report; it is processed in the background (poll its url)."""
+    async with REPORT_FORM.read(request) as (fields, files):
+        return await _accept_report(request, who, fields, files)
+
+
+async def _accept_report(
+    request: Request,
+    who: Principal,
+    fields: dict[str, str],
+    files: dict[str, list[UploadFile]],
+) -> dict[str, Any]:
+    f = fields.get
+    anonymous, name, email = f("anonymous"), f("name"), f("email")
     ctx = _ctx(request)
     if who.kind == "account" and not (anonymous or name or email):
         # A signed-in resident's report is theirs to follow, unless they ask for anonymity.
         email = await run_in_threadpool(accounts.account_email, ctx.store, who.account_id)
-    data = await _read_limited(photo, ctx.settings.max_upload_bytes)
-    extra = await _read_extra(photos or [], ctx.settings.max_upload_bytes)
+    data = await _read_limited(files["photo"][0], ctx.settings.max_upload_bytes)
+    extra = await _read_extra(files.get("photos", []), ctx.settings.max_upload_bytes)
     form = intake.ReportForm(
-        lat=lat,
-        lon=lon,
-        heading=heading,
-        accuracy_m=accuracy_m,
-        description=description,
-        category=category,
+        lat=f("lat"),
+        lon=f("lon"),
+        heading=f("heading"),
+        accuracy_m=f("accuracy_m"),
+        description=f("description"),
+        category=f("category"),
         anonymous=anonymous,
         name=name,
         email=email,
-        pitch_deg=pitch_deg,
-        roll_deg=roll_deg,
-        camera_height_m=camera_height_m,
+        pitch_deg=f("pitch_deg"),
+        roll_deg=f("roll_deg"),
+        camera_height_m=f("camera_height_m"),
     )
-    key = request.headers.get("idempotency-key") or idempotency_key
+    key = request.headers.get("idempotency-key") or f("idempotency_key")
     link = who.kind == "account" and not intake.parse_bool(
         "anonymous", anonymous, not (name or email)
     )
