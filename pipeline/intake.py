@@ -230,7 +230,7 @@ def submit(
     if extras and data is None:
         raise InvalidReport("extra photos need a first photo: send `photo`", field="photos")
     if data is None or report.photo_sha256 is None:
-        return ctx.store.create_case(report, size, by=by, idempotency_key=key)
+        return ctx.store.create_case(report, size, by=by, idempotency_key=key, group=True)
     # build_report hashed it already; a second pass over ~1 MB is a millisecond of CPU.
     stored = [(data, report.photo_content_type, report.photo_sha256)]
     stored += [(e.data, e.content_type, e.sha256) for e in extras]
@@ -238,7 +238,9 @@ def submit(
         for blob, ctype, sha in stored:
             ctx.media.put(blob, ctype, sha256=sha)
         also = partial(case_photos.insert_rows, extras=extras) if extras else None
-        return ctx.store.create_case(report, size, by=by, idempotency_key=key, also=also)
+        return ctx.store.create_case(
+            report, size, by=by, idempotency_key=key, also=also, group=True
+        )
     except Exception:
         # No orphan photo: remove each unless another case already refers to it.
         # When the store itself is down this check fails too; the photo then waits for the
