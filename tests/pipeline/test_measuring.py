@@ -27,5 +27,5 @@ def test_detector_sized_decode_measures_on_the_card(data_dir: Path) -> None:
 
 def test_pose_from_device_readings_narrows_only_what_was_sent() -> None:
     p = pose_from({"pitch_deg": 40.0})
-    assert (p.pitch_deg, p.pitch_sigma_deg, p.source) == (40.0, 3.0, "device")
+    assert (p.pitch_deg, p.pitch_sigma_deg, p.source) == (40.0, 5.0, "device")
     assert p.height_sigma_m == pose_from(None).height_sigma_m
