@@ -238,7 +238,7 @@ def submit(
         for blob, ctype, sha in stored:
             ctx.media.put(blob, ctype, sha256=sha)
         also = partial(case_photos.insert_rows, extras=extras) if extras else None
-        return ctx.store.create_case(
+        case_id = ctx.store.create_case(
             report, size, by=by, idempotency_key=key, also=also, group=True
         )
     except Exception:
@@ -246,10 +246,21 @@ def submit(
         # When the store itself is down this check fails too; the photo then waits for the
         # sweeper, since deleting it blind could break another case that shares it (or one
         # whose commit landed although its answer was lost).
-        for _, _, sha in stored:
-            try:
-                if not ctx.store.photo_in_use(sha):
-                    ctx.media.delete(sha)
-            except Exception:
-                ctx.orphan_suspects.add(sha)
+        _drop_unreferenced(ctx, [sha for _, _, sha in stored])
         raise
+    if extras:
+        # A retry returns the first case, which keeps the extra photos it was made with: any
+        # other extra photo this request stored is referenced by nothing, so it is not kept.
+        _drop_unreferenced(ctx, [e.sha256 for e in extras])
+    return case_id
+
+
+def _drop_unreferenced(ctx: Context, shas: list[str]) -> None:
+    """Remove each photo no case refers to; when the store cannot say, leave it to the sweeper
+    (deleting blind could break a case that shares it)."""
+    for sha in shas:
+        try:
+            if not ctx.store.photo_in_use(sha):
+                ctx.media.delete(sha)
+        except Exception:
+            ctx.orphan_suspects.add(sha)

@@ -163,3 +163,16 @@ def test_a_retry_with_the_same_photos_returns_the_same_case(client: TestClient) 
     assert first.json()["id"] == again.json()["id"]
     ctx = _ctx(client)
     assert ctx.store.count() == 1 and ctx.media.count() == 3 and len(_rows(client)) == 2
+
+
+def test_a_retry_with_other_extra_photos_keeps_no_unreferenced_file(client: TestClient) -> None:
+    first_photo, extra, other_extra = (jpeg_bytes(seed=s) for s in (1, 2, 3))
+    key = {"Idempotency-Key": "trip-43"}
+    first = _post(client, [first_photo, extra], key)
+    again = _post(client, [first_photo, other_extra], key)  # the app re-sent a different set
+    assert first.json()["id"] == again.json()["id"]
+    ctx = _ctx(client)
+    assert ctx.store.count() == 1 and len(_rows(client)) == 1
+    assert ctx.media.exists(sha256_hex(extra))
+    assert not ctx.media.exists(sha256_hex(other_extra))  # referenced by nothing: not kept
+    assert ctx.media.count() == 2
