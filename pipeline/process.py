@@ -43,8 +43,8 @@ def _measurement_out(m: object) -> MeasurementOut:
     return MeasurementOut.model_validate({k: d[k] for k in MeasurementOut.model_fields if k in d})
 
 
-def analyse(ctx: Context, data: bytes, report: Report) -> list[Finding]:
-    """Detect, measure and place every object in the photo."""
+def analyse(ctx: Context, data: bytes, report: Report, photo: int = 0) -> list[Finding]:
+    """Detect, measure and place every object in the photo (`photo`: which of the report's)."""
     from geo.locate import locate_object
     from vision.errors import ImageRejected
     from vision.image import decode
@@ -90,9 +90,29 @@ def analyse(ctx: Context, data: bytes, report: Report) -> list[Finding]:
                 lon=lon,
                 uncertainty_m=round(unc, 1),
                 place=dataclasses.asdict(place),
+                photo=photo,
             )
         )
     return findings
+
+
+def analyse_extras(ctx: Context, case_id: str, report: Report) -> list[Finding]:
+    """The findings in a report's extra photos: another angle often shows what the first did
+    not (too far, glare, a parked car). The phone's pose and heading were sent for the first
+    photo only, so these are measured with the hand-held prior and placed without a heading.
+    An extra photo that does not decode is skipped (the first photo decides a rejection)."""
+    from pipeline.case_photos import extra_photos
+
+    bare = report.model_copy(update={"device_pose": None, "heading_deg": None})
+    found: list[Finding] = []
+    for row in extra_photos(ctx.store, case_id):
+        try:
+            found += analyse(ctx, ctx.media.get(row.sha256), bare, photo=row.idx)
+        except PhotoRejected as exc:
+            log.warning(
+                "extra photo skipped", extra={"case_id": case_id, "photo": row.idx, "why": str(exc)}
+            )
+    return found
 
 
 def process_case(
@@ -112,6 +132,7 @@ def process_case(
         from pipeline.public_media import ensure_variants
 
         ensure_variants(ctx, report.photo_sha256, data)  # faces, plates blurred before anyone looks
+        findings += analyse_extras(ctx, case_id, report)
 
     city = ctx.city
     category = report.category
@@ -143,7 +164,8 @@ def process_case(
     else:
         status, why = (
             "needs_review",
-            (f"{len(findings)} finding(s); {main.class_name} at {main.confidence:.0%}"),
+            f"{len(findings)} finding(s){_in_photos(findings)}; {main.class_name} at "
+            f"{main.confidence:.0%}",
         )
     dup = None
     if status == "needs_review" and category != "other" and lat is not None and lon is not None:
@@ -171,6 +193,11 @@ def process_case(
         store.note(dup.case_id, by=by, why=f"reported again as case {case_id}")
     log.info("case processed", extra={"case_id": case_id, "status": status, "why": why})
     return store.get(case_id)
+
+
+def _in_photos(findings: list[Finding]) -> str:
+    n = len({f.photo for f in findings})
+    return f" in {n} photos" if n > 1 else ""
 
 
 def _detector_class(ctx: Context, category: str | None) -> str | None:

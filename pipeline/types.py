@@ -87,6 +87,9 @@ class Finding(BaseModel):
     lon: float | None = None
     uncertainty_m: float | None = None
     place: dict[str, Any] | None = None
+    # Which of the report's photos it was found in: 0 the first, 1-4 the extra ones
+    # (/api/v1/reports/{id}/photos/{n}); its pixels are that photo's.
+    photo: int = Field(0, ge=0)
 
 
 class Routing(BaseModel):

@@ -176,3 +176,56 @@ def test_a_retry_with_other_extra_photos_keeps_no_unreferenced_file(client: Test
     assert ctx.media.exists(sha256_hex(extra))
     assert not ctx.media.exists(sha256_hex(other_extra))  # referenced by nothing: not kept
     assert ctx.media.count() == 2
+
+
+class _DarkPatchDetector:
+    """A stub detector (the real one is tested elsewhere): every dark patch is a pothole."""
+
+    names = ("pothole", "graffiti")
+
+    def detect(self, rgb):  # noqa: ANN001, ANN201
+        import numpy as np
+
+        from vision.types import Detections
+
+        ys, xs = np.nonzero(rgb.max(axis=2) < 40)
+        if len(xs) < 50:
+            return Detections.empty(self.names)
+        box = [[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]
+        return Detections(box, [0.9], [0], [], self.names)
+
+
+def _street(dark_patch: bool, seed: int) -> bytes:
+    import numpy as np
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.normal(120, 12, (600, 800, 3)), 0, 255).astype("uint8")
+    img = Image.fromarray(pixels)
+    if dark_patch:
+        ImageDraw.Draw(img).ellipse((330, 380, 470, 450), fill=(15, 15, 15))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_findings_come_from_every_photo_with_a_stub_detector(client: TestClient) -> None:
+    from pipeline.process import process_case
+
+    ctx = _ctx(client)
+    ctx.__dict__["detector"] = _DarkPatchDetector()  # Context.detector is a cached property
+    plain, with_pothole = _street(False, 1), _street(True, 2)
+    r = _post(client, [plain, with_pothole, _street(False, 3)])
+    assert r.status_code == 202, r.text
+    case = process_case(ctx, r.json()["id"])
+    assert [f.photo for f in case.findings] == [1]  # only the second photo shows it
+    found = case.findings[0]
+    assert found.class_name == "pothole" and case.category == "pothole"
+    assert 320 <= found.bbox_xyxy[0] <= 340 and 460 <= found.bbox_xyxy[2] <= 480
+    assert found.measurement.method in {"ground-plane", "pixels-only"}
+    served = client.get(f"/api/v1/reports/{case.id}").json()
+    assert served["findings"][0]["photo"] == 1
+    # A report whose photos show nothing still ends with a person looking at it.
+    r = _post(client, [_street(False, 4), _street(False, 5)])
+    case = process_case(ctx, r.json()["id"])
+    assert case.findings == [] and case.status == "needs_review"
