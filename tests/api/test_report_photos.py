@@ -183,7 +183,7 @@ class _DarkPatchDetector:
 
     names = ("pothole", "graffiti")
 
-    def detect(self, rgb):  # noqa: ANN001, ANN201
+    def detect(self, rgb):
         import numpy as np
 
         from vision.types import Detections
