@@ -44,8 +44,10 @@ class GroupCommitter(Generic[T, R]):
     def submit(self, item: T) -> R:
         """Commit `item` with whatever else is waiting; return its result (or raise)."""
         fut: Future[R] = Future()
-        self._start()
+        # Queued before the thread is checked: a close() in between puts its stop after this
+        # item, so the closing thread commits it (or a new thread starts and does).
         self._q.put((item, fut))
+        self._start()
         return fut.result()
 
     def close(self) -> None:
