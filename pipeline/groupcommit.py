@@ -31,9 +31,13 @@ class GroupCommitter(Generic[T, R]):
     fails the whole batch (the store is down: every caller gets it)."""
 
     def __init__(
-        self, commit_many: Callable[[list[T]], list[R | BaseException]], max_batch: int = 64
+        self,
+        commit_many: Callable[[list[T]], list[R | BaseException]],
+        max_batch: int = 64,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._commit_many = commit_many
+        self._on_batch = on_batch  # told each committed batch's size (a metric)
         self._max = max_batch
         self._q: queue.SimpleQueue[tuple[T, Future[R]] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -97,6 +101,8 @@ class GroupCommitter(Generic[T, R]):
             return
         self.batches += 1
         self.items += len(items)
+        if self._on_batch is not None:
+            self._on_batch(len(items))
         for (_, fut), res in zip(batch, results, strict=True):
             if isinstance(res, BaseException):
                 fut.set_exception(res)

@@ -21,6 +21,11 @@ STAGE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 TASKS = Counter("streetlens_tasks_total", "Processing tasks by outcome", ["outcome"])
+COMMIT_BATCH = Histogram(
+    "streetlens_upload_commit_batch",
+    "Uploads committed together in one transaction (pipeline/groupcommit.py)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 
 
 @contextmanager

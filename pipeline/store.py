@@ -148,7 +148,11 @@ class SqlCaseStore:
         if self._committer is None:
             with self._committer_lock:
                 if self._committer is None:
-                    self._committer = GroupCommitter(self._create_many)
+                    from pipeline.observability import COMMIT_BATCH
+
+                    self._committer = GroupCommitter(
+                        self._create_many, on_batch=COMMIT_BATCH.observe
+                    )
         return self._committer
 
     def _create_many(self, items: list[NewCase]) -> list[str | BaseException]:

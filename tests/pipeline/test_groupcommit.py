@@ -119,5 +119,9 @@ def test_concurrent_uploads_share_transactions(store: SqlCaseStore) -> None:
     assert committer is not None
     assert len(set(ids)) == 40 == _count(store, CaseRow) == committer.items
     assert committer.batches < 40  # some waited and went together
+    from prometheus_client import REGISTRY
+
+    seen = REGISTRY.get_sample_value("streetlens_upload_commit_batch_sum")
+    assert seen is not None and seen >= 40  # the metric counts every committed upload
     store.close()  # stops the committer thread
     assert store._committer is not None and store._committer._thread is None
