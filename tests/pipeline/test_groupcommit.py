@@ -14,7 +14,8 @@ from pipeline.db import CaseRow, HistoryRow, PhotoRow
 from pipeline.errors import IdempotencyConflict, StoreUnavailable
 from pipeline.groupcommit import GroupCommitter
 from pipeline.media import sha256_hex
-from pipeline.store import NewCase, SqlCaseStore
+from pipeline.store import SqlCaseStore
+from pipeline.store_create import NewCase
 from pipeline.types import Report
 
 
