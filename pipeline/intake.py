@@ -248,9 +248,10 @@ def submit(
         # whose commit landed although its answer was lost).
         _drop_unreferenced(ctx, [sha for _, _, sha in stored])
         raise
-    if extras:
-        # A retry returns the first case, which keeps the extra photos it was made with: any
-        # other extra photo this request stored is referenced by nothing, so it is not kept.
+    if extras and key:
+        # A retry (only possible with a key) returns the first case, which keeps the extra
+        # photos it was made with: any other extra photo this request stored is referenced by
+        # nothing, so it is not kept.
         _drop_unreferenced(ctx, [e.sha256 for e in extras])
     return case_id
 

@@ -8,6 +8,7 @@ the same sphere so both answer alike.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -141,7 +142,7 @@ class SqlCaseStore:
         item = NewCase(report, size_bytes, by, idempotency_key, also)
         if group:
             return self._group_committer().submit(item)
-        return self._create_one(item)
+        return create_one(self, item)
 
     def _group_committer(self) -> GroupCommitter[NewCase, str]:
         if self._committer is None:
@@ -150,15 +151,9 @@ class SqlCaseStore:
                     from pipeline.observability import COMMIT_BATCH
 
                     self._committer = GroupCommitter(
-                        self._create_many, on_batch=COMMIT_BATCH.observe
+                        functools.partial(create_many, self), on_batch=COMMIT_BATCH.observe
                     )
         return self._committer
-
-    def _create_many(self, items: list[NewCase]) -> list[str | BaseException]:
-        return create_many(self, items)
-
-    def _create_one(self, item: NewCase) -> str:
-        return create_one(self, item)
 
     def _by_key(self, key: str, photo_sha256: str) -> str | None:
         with self.session() as s:

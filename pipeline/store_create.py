@@ -4,6 +4,7 @@ uploads waiting at that moment (the group commit of pipeline/groupcommit.py)."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -59,27 +60,11 @@ def create_many(store: SqlCaseStore, items: list[NewCase]) -> list[str | BaseExc
     one of them reuses an idempotency key the batch is rolled back and each goes alone,
     so every caller gets its own answer; the store being down fails them all."""
     if len(items) > 1:
-        now = utcnow()
         ids = [str(uuid.uuid4()) for _ in items]
-        photos = [
-            _photo_params(i.report, i.size_bytes, now) for i in items if i.report.photo_sha256
-        ]
         try:
             with writer_turn(store._turns), store.begin() as conn:
-                if photos:
-                    conn.execute(photo_insert(store.dialect), photos)
-                conn.execute(
-                    CASE_INSERT,
-                    [_case_params(c, i, now) for c, i in zip(ids, items, strict=True)],
-                )
-                conn.execute(
-                    HISTORY_INSERT,
-                    [_history_params(c, i, now) for c, i in zip(ids, items, strict=True)],
-                )
-                for case_id, item in zip(ids, items, strict=True):
-                    if item.also is not None:
-                        item.also(conn, case_id)
-            return list(ids)
+                _insert(conn, store.dialect, list(zip(ids, items, strict=True)))
+            return ids
         except IntegrityError:
             pass  # a retried upload's key is in the batch: one at a time below
     out: list[str | BaseException] = []
@@ -89,6 +74,19 @@ def create_many(store: SqlCaseStore, items: list[NewCase]) -> list[str | BaseExc
         except Exception as exc:  # this caller's own error, raised there
             out.append(exc)
     return out
+
+
+def _insert(conn: Connection, dialect: str, new: list[tuple[str, NewCase]]) -> None:
+    """The rows of new cases: photos, cases, first history entries, then each one's extras."""
+    now = utcnow()
+    photos = [_photo_params(i.report, i.size_bytes, now) for _, i in new if i.report.photo_sha256]
+    if photos:  # none for a report without a photo
+        conn.execute(photo_insert(dialect), photos)
+    conn.execute(CASE_INSERT, [_case_params(c, i, now) for c, i in new])
+    conn.execute(HISTORY_INSERT, [_history_params(c, i, now) for c, i in new])
+    for case_id, item in new:
+        if item.also is not None:  # more rows of the same upload (extra photos)
+            item.also(conn, case_id)
 
 
 @contextmanager
@@ -113,18 +111,11 @@ def writer_turn(path: Path | None) -> Iterator[None]:
 
 
 def create_one(store: SqlCaseStore, item: NewCase, *, turn: bool = False) -> str:
+    """Insert one new case; with a used idempotency key, that key's case (see create_case)."""
     case_id = str(uuid.uuid4())
-    now = utcnow()
     try:
         with writer_turn(store._turns) if turn else nullcontext(), store.begin() as conn:
-            if item.report.photo_sha256 is not None:  # None: a report without a photo
-                conn.execute(
-                    photo_insert(store.dialect), _photo_params(item.report, item.size_bytes, now)
-                )
-            conn.execute(CASE_INSERT, _case_params(case_id, item, now))
-            conn.execute(HISTORY_INSERT, _history_params(case_id, item, now))
-            if item.also is not None:  # more rows of the same upload (extra photos)
-                item.also(conn, case_id)
+            _insert(conn, store.dialect, [(case_id, item)])
     except IntegrityError:
         # The key was used before (a retry), or two retries of one upload raced.
         if item.idempotency_key is None:
@@ -136,6 +127,7 @@ def create_one(store: SqlCaseStore, item: NewCase, *, turn: bool = False) -> str
     return case_id
 
 
+@functools.cache
 def photo_insert(dialect: str) -> Any:
     # A photo already stored (the same bytes uploaded again) keeps its row.
     if dialect == "postgresql":

@@ -15,7 +15,7 @@ from pipeline.errors import IdempotencyConflict, StoreUnavailable
 from pipeline.groupcommit import GroupCommitter
 from pipeline.media import sha256_hex
 from pipeline.store import SqlCaseStore
-from pipeline.store_create import NewCase
+from pipeline.store_create import NewCase, create_many
 from pipeline.types import Report
 
 
@@ -81,7 +81,7 @@ def test_a_failed_batch_fails_every_caller_in_it() -> None:
 def test_a_batch_of_new_cases_is_one_transaction(store: SqlCaseStore) -> None:
     photos = [secrets.token_bytes(16) for _ in range(5)]
     items = [_item(p, key=f"k{i}") for i, p in enumerate(photos)] + [_item(photos[0])]
-    ids = store._create_many(items)
+    ids = create_many(store, items)
     assert len(set(ids)) == 6 and all(isinstance(i, str) for i in ids)
     assert _count(store, CaseRow) == 6 and _count(store, HistoryRow) == 6
     assert _count(store, PhotoRow) == 5  # the same bytes twice: one photo row
@@ -94,7 +94,7 @@ def test_a_retry_inside_a_batch_gets_the_first_case_and_a_reused_key_its_conflic
 ) -> None:
     a, b, c = (secrets.token_bytes(16) for _ in range(3))
     first = store.create_case(_report(a), len(a), idempotency_key="retry-me")
-    out = store._create_many([
+    out = create_many(store, [
         _item(b, key="new"),
         _item(a, key="retry-me"),  # a retry of the committed upload: the same case
         _item(c, key="new"),  # the same key for other bytes: a conflict for this caller only
