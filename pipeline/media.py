@@ -60,25 +60,31 @@ class LocalMediaStore:
         path = self._path(digest)
         if path.is_file():
             return digest
+        # On disk before the case row that points at it commits: a crash must not leave a
+        # case whose photo is an empty file.
+        self._write(path, data, durable=True)
+        return digest
+
+    def _write(self, path: Path, data: bytes, *, durable: bool) -> None:
+        """Write atomically (temp file + rename); `durable`: fsync the file and its folder."""
         tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-                # On disk before the case row that points at it commits: a crash must not
-                # leave a case whose photo is an empty file.
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, path)
             tmp = None
-            _fsync_dir(path.parent)
+            if durable:
+                _fsync_dir(path.parent)
         except OSError as exc:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
             raise StoreUnavailable(f"photo store at {self.root} refused the write: {exc}") from exc
-        return digest
 
     def get(self, sha256: str) -> bytes:
         """The photo's bytes."""
@@ -121,20 +127,7 @@ class LocalMediaStore:
 
     def put_public(self, name: str, data: bytes, content_type: str) -> None:
         """Store (or replace) a public variant under `name`, atomically."""
-        path = self._public_path(name)
-        tmp = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-            tmp = None
-        except OSError as exc:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-            raise StoreUnavailable(f"photo store at {self.root} refused the write: {exc}") from exc
+        self._write(self._public_path(name), data, durable=False)  # remade if lost
 
     def get_public(self, name: str) -> bytes | None:
         """A public variant's bytes, or None when it is not stored."""
