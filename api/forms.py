@@ -59,23 +59,29 @@ async def _check_form(request: Request, *, allow_unknown: bool) -> None:
         return
     known = _fields(dependant)
     form = await request.form()  # parsed once already for the route: this is the cached copy
-    names = [k for k, _ in form.multi_items()]
-    files = sum(1 for _, v in form.multi_items() if not isinstance(v, str))
+    items = form.multi_items()
+    _check_file_count(items)
+    for name, count in Counter(k for k, _ in items).items():
+        if name not in known and name not in ALWAYS_ALLOWED and not allow_unknown:
+            raise _unknown(name, known)
+        if count > 1 and name in known and not known[name]:
+            raise _repeated(name, items)
+
+
+def _check_file_count(items: list[tuple[str, Any]]) -> None:
+    files = sum(1 for _, v in items if not isinstance(v, str))
     if files > MAX_FILES:
         raise InvalidReport(
             f"the request has {files} files; send at most {MAX_FILES} (one report's photos)",
             field="photo",
         )
-    for name, count in Counter(names).items():
-        if name not in known and name not in ALWAYS_ALLOWED and not allow_unknown:
-            takes = ", ".join(sorted(known))
-            raise InvalidReport(
-                f"unknown field {_short(name)}: this endpoint takes {takes}", field=name[:40]
-            )
-        if count > 1 and name in known and not known[name]:
-            raise InvalidReport(
-                f"field {_short(name)} was sent {count} times: send it once", field=name[:40]
-            )
+
+
+def _unknown(name: str, known: typing.Iterable[str]) -> InvalidReport:
+    takes = ", ".join(sorted(known))
+    return InvalidReport(
+        f"unknown field {_short(name)}: this endpoint takes {takes}", field=name[:40]
+    )
 
 
 def _repeated(name: str, items: list[tuple[str, Any]]) -> InvalidReport:
@@ -152,12 +158,7 @@ class FormSpec:
     def _check(
         self, items: list[tuple[str, Any]]
     ) -> tuple[dict[str, str], dict[str, list[UploadFile]]]:
-        n_files = sum(1 for _, v in items if not isinstance(v, str))
-        if n_files > MAX_FILES:
-            raise InvalidReport(
-                f"the request has {n_files} files; send at most {MAX_FILES} (one report's photos)",
-                field="photo",
-            )
+        _check_file_count(items)
         text: dict[str, str] = {}
         files: dict[str, list[UploadFile]] = {}
         for name, value in items:
@@ -175,10 +176,7 @@ class FormSpec:
                     raise MalformedForm(f"{name} must be a file upload, not text", field=name)
                 files.setdefault(name, []).append(value)
             elif name not in ALWAYS_ALLOWED:
-                takes = ", ".join(sorted([*self.text, *self.files]))
-                raise InvalidReport(
-                    f"unknown field {_short(name)}: this endpoint takes {takes}", field=name[:40]
-                )
+                raise _unknown(name, [*self.text, *self.files])
         for name in sorted(self.required):
             if name not in text and name not in files:
                 raise MalformedForm(f"{name} is required", field=name)
