@@ -83,6 +83,9 @@ def train_detector(
             if not init_weights.exists():
                 raise ModelUnavailable(f"weights to fine-tune from not found: {init_weights}")
             model = model.load(str(init_weights))
+        # A fine-tune starts from trained weights: three warm-up epochs (ultralytics' default,
+        # with a raised bias learning rate) would partly undo them; one is enough.
+        warmup = {"warmup_epochs": 1.0} if init_weights is not None else {}
         model.train(
             data=str(data_yaml),
             epochs=epochs,
@@ -99,6 +102,7 @@ def train_detector(
             plots=plots,
             verbose=False,
             **PHONE_AUGMENT,
+            **warmup,
         )
     best = run_dir / "weights" / "best.pt"
     return best if best.exists() else last
