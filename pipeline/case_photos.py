@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import ForeignKey, Integer, String, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base, CaseRow, PhotoRow, utcnow
+from pipeline.db import Base, CaseRow, PhotoRow, insert_or_keep, utcnow
 from pipeline.errors import (
     CaseNotFound,
     InvalidReport,
@@ -94,24 +92,18 @@ def check_extra(photos: list[bytes], settings: Settings) -> list[ExtraPhoto]:
     return out
 
 
-def _insert(dialect: str, table: object) -> object:
-    ins = pg_insert if dialect == "postgresql" else sqlite_insert
-    return ins(table).on_conflict_do_nothing()
-
-
 def insert_rows(conn: Connection, case_id: str, extras: list[ExtraPhoto]) -> None:
     """The extra photos' rows, inside the transaction that creates the case."""
     if not extras:
         return
-    dialect = conn.dialect.name
     now = utcnow()
     conn.execute(
-        _insert(dialect, PhotoRow.__table__),
+        insert_or_keep(PhotoRow.__table__),
         [{"sha256": e.sha256, "content_type": e.content_type, "size_bytes": len(e.data),
           "created_at": now} for e in extras],
     )  # fmt: skip
     conn.execute(
-        _insert(dialect, CasePhotoRow.__table__),
+        insert_or_keep(CasePhotoRow.__table__),
         [{"case_id": case_id, "idx": i + 1, "sha256": e.sha256, "content_type": e.content_type}
          for i, e in enumerate(extras)],
     )  # fmt: skip

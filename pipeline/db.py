@@ -8,6 +8,7 @@ generated from lat/lon; the ORM never reads or writes it, so the rows stay diale
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
+    TextClause,
+    bindparam,
     create_engine,
     event,
     func,
@@ -44,6 +48,19 @@ _PG_MIGRATION_LOCK = 0x5354524545544C  # "STREETL"
 def utcnow() -> datetime:
     """Now, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+@functools.cache
+def insert_or_keep(table: Table) -> TextClause:
+    """INSERT of every column of `table` that keeps a row already there (SQLite 3.24+ and
+    PostgreSQL share the ON CONFLICT syntax). Text with the columns' types bound: SQLAlchemy's
+    dialect `on_conflict_do_nothing()` statements have no cache key, so they were compiled
+    afresh on every upload's commit."""
+    cols = list(table.columns)
+    names = ", ".join(c.name for c in cols)
+    values = ", ".join(f":{c.name}" for c in cols)
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING"
+    return text(sql).bindparams(*(bindparam(c.name, type_=c.type) for c in cols))
 
 
 class Base(DeclarativeBase):

@@ -4,7 +4,6 @@ uploads waiting at that moment (the group commit of pipeline/groupcommit.py)."""
 from __future__ import annotations
 
 import fcntl
-import functools
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from pipeline.db import CaseRow, HistoryRow, PhotoRow, utcnow
+from pipeline.db import CaseRow, HistoryRow, PhotoRow, insert_or_keep, utcnow
 from pipeline.types import Report
 
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ def create_many(store: SqlCaseStore, items: list[NewCase]) -> list[str | BaseExc
         ids = [str(uuid.uuid4()) for _ in items]
         try:
             with writer_turn(store._turns), store.begin() as conn:
-                _insert(conn, store.dialect, list(zip(ids, items, strict=True)))
+                _insert(conn, list(zip(ids, items, strict=True)))
             return ids
         except IntegrityError:
             pass  # a retried upload's key is in the batch: one at a time below
@@ -76,12 +75,12 @@ def create_many(store: SqlCaseStore, items: list[NewCase]) -> list[str | BaseExc
     return out
 
 
-def _insert(conn: Connection, dialect: str, new: list[tuple[str, NewCase]]) -> None:
+def _insert(conn: Connection, new: list[tuple[str, NewCase]]) -> None:
     """The rows of new cases: photos, cases, first history entries, then each one's extras."""
     now = utcnow()
     photos = [_photo_params(i.report, i.size_bytes, now) for _, i in new if i.report.photo_sha256]
-    if photos:  # none for a report without a photo
-        conn.execute(photo_insert(dialect), photos)
+    if photos:  # none for a report without a photo; a photo stored before keeps its row
+        conn.execute(insert_or_keep(PhotoRow.__table__), photos)
     conn.execute(CASE_INSERT, [_case_params(c, i, now) for c, i in new])
     conn.execute(HISTORY_INSERT, [_history_params(c, i, now) for c, i in new])
     for case_id, item in new:
@@ -115,7 +114,7 @@ def create_one(store: SqlCaseStore, item: NewCase, *, turn: bool = False) -> str
     case_id = str(uuid.uuid4())
     try:
         with writer_turn(store._turns) if turn else nullcontext(), store.begin() as conn:
-            _insert(conn, store.dialect, [(case_id, item)])
+            _insert(conn, [(case_id, item)])
     except IntegrityError:
         # The key was used before (a retry), or two retries of one upload raced.
         if item.idempotency_key is None:
@@ -125,13 +124,3 @@ def create_one(store: SqlCaseStore, item: NewCase, *, turn: bool = False) -> str
             raise
         return existing
     return case_id
-
-
-@functools.cache
-def photo_insert(dialect: str) -> Any:
-    # A photo already stored (the same bytes uploaded again) keeps its row.
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(PhotoRow.__table__).on_conflict_do_nothing(index_elements=["sha256"])
