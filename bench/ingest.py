@@ -230,6 +230,9 @@ def load(
     # A new connection per warm-up request reaches every API process, so each has loaded the
     # city's layers (seconds, on its first upload) before the clock starts.
     # On a busy machine that takes longer than one round: warm up until uploads answer fast.
+    # Each phase starts with nothing left to write back from the one before (the bare
+    # endpoint leaves ~1 GB of unsynced files, which the next server's fsyncs would wait on).
+    os.sync()
     warm = asyncio.run(_load(url, uploads, 4.0, concurrency, f"{label} warm-up", keepalive=False))
     for _ in range(15):
         if warm.latencies_s and statistics.median(warm.latencies_s) < 1.0:
@@ -242,6 +245,7 @@ def load(
         )
         for code, n in more.codes.items():
             warm.codes[code] = warm.codes.get(code, 0) + n
+    os.sync()
     return warm, asyncio.run(_load(url, uploads, seconds, concurrency, label))
 
 
