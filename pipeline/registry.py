@@ -12,7 +12,7 @@ from pipeline.errors import ConfigError
 
 REGISTRY_FILE = "registry.yaml"
 # A version's weight files: committed only while it is served (models/.gitignore says so).
-WEIGHT_FILES = ("weights.pt", "model.onnx", "openvino/")
+WEIGHT_FILES = ("weights.pt", "model.onnx", "openvino/", "openvino-int8/")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,11 @@ class ModelVersion:
     def openvino(self) -> Path:
         """The OpenVINO export (IR .xml beside its .bin)."""
         return self.path / "openvino" / "model.xml"
+
+    @property
+    def openvino_int8(self) -> Path:
+        """The OpenVINO export quantized to 8-bit integers (when made; see vision.train)."""
+        return self.path / "openvino-int8" / "model.xml"
 
     @property
     def weights(self) -> Path:
@@ -64,7 +69,7 @@ def write_weights_policy(models_dir: Path, reg: dict[str, Any]) -> Path:
         "# Written by `streetlens models add/promote` (pipeline/registry.py); do not edit.",
         "# Only the served version's weight files are committed; every other version keeps its",
         "# registry entry, card.md, meta.yaml and metrics here. After a promotion, untrack the",
-        "# old weights: git rm --cached -r models/detector/<old>/{weights.pt,model.onnx,openvino}",
+        "# old weights: git rm --cached -r models/detector/<old>/{weights.pt,model.onnx,openvino*}",
         *(f"detector/*/{f}" for f in WEIGHT_FILES),
     ]
     if served:

@@ -10,8 +10,9 @@ from typing import Literal
 from vision.detector import OnnxSegDetector, YoloSegDetector
 from vision.errors import InvalidArgument, ModelUnavailable
 
-Backend = Literal["auto", "openvino", "onnx"]
+Backend = Literal["auto", "openvino", "openvino-int8", "onnx"]
 OPENVINO_DIR = "openvino"  # a version folder's OpenVINO export: openvino/model.xml + .bin
+OPENVINO_INT8_DIR = "openvino-int8"  # the same, quantized (vision.train.export_openvino)
 ONNX_FILE = "model.onnx"
 
 
@@ -22,9 +23,14 @@ def openvino_installed() -> bool:
 
 def resolve_backend(model_dir: Path, backend: str = "auto") -> tuple[str, Path]:
     """(backend, model file) for a version folder: auto is OpenVINO when it is installed and
-    the folder holds its export, else ONNX Runtime."""
-    if backend not in ("auto", "openvino", "onnx"):
-        raise InvalidArgument(f"detector backend must be auto, openvino or onnx, not {backend!r}")
+    the folder holds its export, else ONNX Runtime. The 8-bit export is served only when asked
+    for (openvino-int8): ~1.7x faster inference for a few percent of mAP (its model card)."""
+    if backend not in ("auto", "openvino", "openvino-int8", "onnx"):
+        raise InvalidArgument(
+            f"detector backend must be auto, openvino, openvino-int8 or onnx, not {backend!r}"
+        )
+    if backend == "openvino-int8":
+        return "openvino", model_dir / OPENVINO_INT8_DIR / "model.xml"
     ov_xml = model_dir / OPENVINO_DIR / "model.xml"
     if backend == "openvino" or (backend == "auto" and openvino_installed() and ov_xml.is_file()):
         return "openvino", ov_xml

@@ -24,7 +24,7 @@ from pipeline.promote import promote
 from pipeline.registry import load_registry, save_registry, served_detector
 from vision.dataset import build_dataset, load_sources
 from vision.detector_select import load_detector, openvino_installed
-from vision.train import prepare_ultralytics, train_detector
+from vision.train import nncf_installed, prepare_ultralytics, train_detector
 
 CLASSES = ["pothole", "graffiti"]
 
@@ -95,6 +95,12 @@ def test_train_export_serve_evaluate_promote(
     assert metrics["evaluated_on"].startswith("frozen split")
     card = (out / "card.md").read_text()
     assert "Detector t1" in card and "toy-negatives" in card and "numpy" in card
+    if nncf_installed():  # the 8-bit export, evaluated beside the float one
+        assert (out / "openvino-int8" / "model.xml").is_file()
+        assert "openvino-int8" in entry["exports"] and "## 8-bit export" in card
+        int8 = json.loads((out / "metrics-int8.json").read_text())
+        assert set(int8["sources"]["toy"]) >= {"box_map50", "mask_map50"}
+        assert "!detector/t1/openvino-int8/" in (models / ".gitignore").read_text().splitlines()
     # Only the served version's weights are committed.
     ignore = (models / ".gitignore").read_text().splitlines()
     assert "detector/*/weights.pt" in ignore and "!detector/t1/weights.pt" in ignore

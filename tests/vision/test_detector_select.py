@@ -32,8 +32,19 @@ def test_auto_prefers_openvino_when_exported_and_installed(tmp_path: Path) -> No
         "openvino",
         without / "openvino" / "model.xml",
     )
-    with pytest.raises(InvalidArgument, match="auto, openvino or onnx"):
+    with pytest.raises(InvalidArgument, match="auto, openvino, openvino-int8 or onnx"):
         resolve_backend(with_ov, "tensorrt")
+
+
+def test_eight_bits_only_when_asked(tmp_path: Path) -> None:
+    d = version_dir(tmp_path, openvino=True)
+    (d / "openvino-int8").mkdir()
+    (d / "openvino-int8" / "model.xml").write_text("<net/>")
+    assert resolve_backend(d, "auto")[1] != d / "openvino-int8" / "model.xml"
+    assert resolve_backend(d, "openvino-int8") == ("openvino", d / "openvino-int8" / "model.xml")
+    gone = version_dir(tmp_path / "x", openvino=True)
+    with pytest.raises(ModelUnavailable, match="not found"):
+        load_detector(gone, ["pothole"], backend="openvino-int8")
 
 
 def test_missing_or_broken_exports_say_what_to_do(tmp_path: Path) -> None:
