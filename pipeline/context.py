@@ -71,7 +71,9 @@ class Context:
                 ) from exc
             # The layers are ~180,000 objects that live as long as the process: a full
             # garbage collection walked them all (~140 ms, every request in the process
-            # stopped; the upload bench's p99). Frozen, the collector skips them.
+            # stopped; the upload bench's p99). Frozen, the collector skips them (collected
+            # first, so that no garbage is frozen with them).
+            gc.collect()
             gc.freeze()
             return geo
 
