@@ -171,7 +171,7 @@ def _int8_section(metrics: dict, int8: dict | None) -> str:
     return f"""
 ## 8-bit export (`openvino-int8/`)
 
-Quantized after training (NNCF, calibrated on half the val photos; the head's last layers stay
+Quantized after training (NNCF, calibrated on half the val photos; the detection head stays
 in float). Served only when `STREETLENS_DETECTOR_BACKEND=openvino-int8`: inference ~1.7x faster
 on a 2-core AVX2 CPU (`bench/detect.py`), for what the same photos show here:
 

@@ -144,7 +144,7 @@ def export_openvino(
     fp16 stores the weights at half precision (half the size on disk); OpenVINO computes in
     f32 on the CPU all the same (vision.detector_openvino asks for it). With `int8_data` (a
     data.yaml) the model is quantized to 8-bit integers instead (NNCF post-training, as
-    ultralytics does it: the head's last layers stay in float), calibrated on that fraction
+    ultralytics does it: the detection head stays in float), calibrated on that fraction
     of its val photos.
     """
     from ultralytics import YOLO
