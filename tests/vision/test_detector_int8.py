@@ -12,15 +12,18 @@ import numpy as np
 import pytest
 import yaml
 from helpers import require
-from test_detector import box_iou, parity_photos, parity_threshold
+from test_detector import DATA, box_iou, parity_photos, parity_threshold
 
 from vision.image import decode
 
 CONFIDENT = 1.5  # float detections this far above the threshold must be found again
-# Calibrated on these 8 photos only, the worst of 11 confident objects was box IoU 0.67 and a
-# score 0.19 lower; what 8 bits cost in mAP is measured on the frozen split (the model card).
+# 8-bit scores run lower than float ones. Measured here: v2's worst of 11 confident objects was
+# box IoU 0.67 and a score 0.19 lower; v3's worst of 8, IoU 0.66 and 0.28 lower (the same with 8
+# or 32 calibration photos). What 8 bits cost in mAP is measured on the frozen split with ~260
+# calibration photos (the model card).
+CALIBRATION_PHOTOS = 16  # from each of the two sources
 MIN_BOX_IOU = 0.5
-CONF_TOL = 0.25
+CONF_TOL = 0.35
 
 
 @pytest.mark.slow
@@ -35,11 +38,13 @@ def test_int8_export_finds_what_the_float_model_finds(
     meta = yaml.safe_load((served_model / "meta.yaml").read_text())
     names = meta["class_names"]
     photos = parity_photos()
-    # A calibration set in the layout ultralytics reads: the same photos as a val split.
+    # A calibration set in the layout ultralytics reads, as a val split.
     calib = tmp_path / "calib"
     (calib / "images" / "val").mkdir(parents=True)
-    for p in photos:
-        shutil.copy(p, calib / "images" / "val" / p.name)
+    for source in ("potholes-seg", "graffiti-det"):
+        val = sorted((DATA / source / "images" / "val").glob("*.jpg"))
+        for p in val[:CALIBRATION_PHOTOS]:
+            shutil.copy(p, calib / "images" / "val" / p.name)
     data = {
         "path": str(calib),
         "train": "images/val",
@@ -61,7 +66,7 @@ def test_int8_export_finds_what_the_float_model_finds(
     rgbs = [decode(p.read_bytes()).rgb for p in photos]
     conf = parity_threshold(served_model / "model.onnx", names, rgbs)
     floats = load_detector(served_model / "model.onnx", names, conf=conf)
-    q = load_detector(xml, names, conf=conf / 2)
+    q = load_detector(xml, names, conf=conf / 4)
     assert q.backend == "openvino"
     compared = 0
     for p, rgb in zip(photos, rgbs, strict=True):
