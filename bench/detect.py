@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.registry import served_detector  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
+from pipeline.train_cli import dataset_dir  # noqa: E402
 from vision.detector_select import load_detector, openvino_installed  # noqa: E402
 from vision.image import decode  # noqa: E402
 
@@ -105,7 +106,7 @@ def main() -> int:
                 export_openvino(mv.weights, mv.imgsz, xml.parent)
         runtimes["openvino"] = xml
         int8 = mv.openvino_int8
-        data_yaml = cache / "datasets" / "detector" / "data.yaml"  # as `streetlens train` made it
+        data_yaml = dataset_dir(cache) / "data.yaml"
         if not int8.exists() and nncf_installed() and data_yaml.exists():
             int8 = cache / "bench" / f"openvino-int8-{mv.version}" / "model.xml"
             if not int8.exists():

@@ -159,9 +159,7 @@ def _int8_section(metrics: dict, int8: dict | None) -> str:
     if int8 is None:
         return ""
     rows = []
-    for name in [*metrics["sources"], "all"]:
-        f, q = (metrics["all"], int8["all"]) if name == "all" else (
-            metrics["sources"][name], int8["sources"][name])  # fmt: skip
+    for (name, f), q in zip(_scopes(metrics).items(), _scopes(int8).values(), strict=True):
         rows.append(
             f"| {name} | {_n(f.get('box_map50'))} | {_n(q.get('box_map50'))} | "
             f"{_n(f.get('mask_map50'))} | {_n(q.get('mask_map50'))} | "
@@ -182,6 +180,11 @@ lower than the float model's, so at the float threshold it keeps fewer objects.
 """
 
 
+def _scopes(metrics: dict) -> dict[str, dict]:
+    """Each source's numbers, then all sources together."""
+    return {**metrics["sources"], "all": metrics["all"]}
+
+
 def _n(v: object) -> str:
     return "—" if v is None else f"{v:.3f}"
 
@@ -197,8 +200,7 @@ def _card(
     split_name: str = "val splits",
 ) -> str:
     rows, cls_rows, img_rows = [], [], []
-    scopes = [*metrics["sources"].items(), ("all", metrics["all"])]
-    for name, m in scopes:
+    for name, m in _scopes(metrics).items():
         fa = m.get("false_alarm_rate")
         neg = f"{fa:.1%} of {m['negative_images']}" if fa is not None else "—"
         rows.append(

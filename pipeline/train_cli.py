@@ -16,6 +16,11 @@ def _cache(settings: Settings) -> Path:
     return settings.cache_dir
 
 
+def dataset_dir(cache: Path) -> Path:
+    """Where `streetlens train` writes the combined dataset (its data.yaml included)."""
+    return cache / "datasets" / "detector"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Build the combined dataset from the data directory and train (or resume)."""
     from vision.dataset import build_dataset, load_sources
@@ -24,7 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = Settings()
     cache = _cache(settings)
     classes, sources = load_sources(args.sources, settings.data_dir)
-    summary = build_dataset(classes, sources, cache / "datasets" / "detector")
+    summary = build_dataset(classes, sources, dataset_dir(cache))
     for name, counts in summary.images.items():
         inst = summary.instances[name]
         print(f"{name:<24} images {counts}  instances {inst}", file=sys.stderr)
