@@ -87,7 +87,12 @@ def evaluate_version(
     saved = mv.path / FROZEN_REPORT
     if saved.exists():
         old = json.loads(saved.read_text())
-        if old.get("model_digest") == digest and old.get("split_digest") == frozen.digest:
+        same_runtime = old.get("backend", used) == used  # f32 and bf16 share a model file
+        if (
+            old.get("model_digest") == digest
+            and old.get("split_digest") == frozen.digest
+            and same_runtime
+        ):
             return old
     print(f"evaluating {mv.version} ({used}) on the frozen split", file=sys.stderr)
     try:

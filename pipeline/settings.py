@@ -49,8 +49,9 @@ class Settings(BaseSettings):
     max_description_chars: int = 4000
     detect_long_side: int = 1024  # photos are decoded at this size for detection
     detector_conf: float | None = None  # None: the threshold in the model's own card
-    # auto: OpenVINO when it is installed and the version has its export, else ONNX Runtime.
-    detector_backend: Literal["auto", "openvino", "openvino-int8", "onnx"] = "auto"
+    # auto: OpenVINO when it is installed and the version has its export (bf16 on a CPU with
+    # bf16 units, else f32), else ONNX Runtime; the others force one (vision/detector_select).
+    detector_backend: Literal["auto", "openvino", "openvino-bf16", "openvino-int8", "onnx"] = "auto"
     duplicate_radius_m: float = 50.0  # look this far for an open case of the same category
     duplicate_same_spot_m: float = 8.0  # closer than this is the same problem
     duplicate_min_inliers: int = 20  # photo matches that say "the same thing, seen again"

@@ -43,6 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch=args.batch,
         init_weights=args.init,
         resume=args.resume,
+        hours=args.hours,
     )
     print(f"trained: {best}\nregister it with: streetlens models add {run_dir} --version vN")
     return 0
@@ -160,6 +161,12 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--sources", type=Path, default=SOURCES_MANIFEST)
     t.add_argument("--run-dir", type=Path)
     t.add_argument("--init", type=Path, help="fine-tune from these weights")
+    t.add_argument(
+        "--hours",
+        type=float,
+        help="train for this long instead of --epochs: the epoch count (and the learning-rate"
+        " schedule, mosaic's end) is re-planned after each epoch to fit",
+    )
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     t.set_defaults(func=cmd_train)
 

@@ -50,6 +50,7 @@ class YoloSegDetector:
 
     imgsz: tuple[int, int]  # (height, width) of the model input
     backend: str = ""
+    precision: str = "f32"  # what the network computes in (OpenVINO may run bf16)
 
     def _init_common(self, class_names: Sequence[str], conf: float, iou: float) -> None:
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vision.detector import YoloSegDetector, _usable_cores
-from vision.errors import ModelUnavailable
+from vision.errors import InvalidArgument, ModelUnavailable
 
 
 def openvino_xml(path: Path) -> Path:
@@ -38,7 +38,10 @@ class OpenVinoSegDetector(YoloSegDetector):
         conf: float = 0.25,
         iou: float = 0.5,
         threads: int | None = None,
+        precision: str = "f32",
     ) -> None:
+        if precision not in ("f32", "bf16"):
+            raise InvalidArgument(f"OpenVINO precision must be f32 or bf16, not {precision!r}")
         self._init_common(class_names, conf, iou)
         try:
             import openvino as ov
@@ -78,12 +81,13 @@ class OpenVinoSegDetector(YoloSegDetector):
         ch = outputs[self._head_idx].get_partial_shape()[1]
         self._check_head(xml, shape, ch.get_length() if ch.is_static else None)
         config = {
-            # Both cores for one photo at a time (the serving pattern), in full precision so
-            # results match ultralytics and ONNX Runtime (a CPU with bf16 would pick it).
+            # Both cores for one photo at a time (the serving pattern). f32 (the default) so
+            # results match ultralytics and ONNX Runtime, which OpenVINO would not give on a
+            # CPU with bf16 units unless told; bf16 when asked (backend openvino-bf16).
             "INFERENCE_NUM_THREADS": threads or _usable_cores(),
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": precision,
         }
         try:
             self._compiled = core.compile_model(model, "CPU", config)
@@ -91,6 +95,10 @@ class OpenVinoSegDetector(YoloSegDetector):
             raise ModelUnavailable(f"OpenVINO cannot compile {xml} for the CPU ({exc})") from None
         self._request = self._compiled.create_infer_request()
         self.model_path = xml
+        # What the CPU really runs: a bf16 hint on a CPU without bf16 units runs f32.
+        self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        if self.precision == "bf16":
+            self.backend = "openvino-bf16"
 
     def _infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # One request per detector: callers share a detector across threads only under a lock
@@ -100,3 +108,12 @@ class OpenVinoSegDetector(YoloSegDetector):
         protos = self._request.get_output_tensor(self._proto_idx).data
         # The request reuses its output buffers on the next call: keep copies.
         return np.array(preds, copy=True), np.array(protos, copy=True)
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), as OpenVINO reports."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return False
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")

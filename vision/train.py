@@ -65,6 +65,7 @@ def train_detector(
     fraction: float = 1.0,
     seed: int = 0,
     plots: bool = True,
+    hours: float | None = None,
 ) -> Path:
     """Train (or resume, or fine-tune) and return the best weights' path."""
     from ultralytics import YOLO
@@ -86,6 +87,9 @@ def train_detector(
         # A fine-tune starts from trained weights: three warm-up epochs (ultralytics' default,
         # with a raised bias learning rate) would partly undo them; one is enough.
         warmup = {"warmup_epochs": 1.0} if init_weights is not None else {}
+        # Ultralytics' time mode re-estimates the epoch count after every epoch from their mean
+        # duration and stops when the time is up (mid-epoch if need be, keeping the last save).
+        timed = {"time": hours} if hours else {}
         model.train(
             data=str(data_yaml),
             epochs=epochs,
@@ -103,6 +107,7 @@ def train_detector(
             verbose=False,
             **PHONE_AUGMENT,
             **warmup,
+            **timed,
         )
     best = run_dir / "weights" / "best.pt"
     return best if best.exists() else last

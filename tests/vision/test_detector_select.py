@@ -24,15 +24,27 @@ def version_dir(tmp_path: Path, *, openvino: bool) -> Path:
 def test_auto_prefers_openvino_when_exported_and_installed(tmp_path: Path) -> None:
     with_ov = version_dir(tmp_path / "a", openvino=True)
     without = version_dir(tmp_path / "b", openvino=False)
-    expected = "openvino" if openvino_installed() else "onnx"
-    assert resolve_backend(with_ov, "auto")[0] == expected
+    expected = "onnx"
+    if openvino_installed():
+        from vision.detector_openvino import native_bf16
+
+        expected = "openvino-bf16" if native_bf16() else "openvino"
+    assert resolve_backend(with_ov, "auto") == (
+        expected,
+        with_ov / ("model.onnx" if expected == "onnx" else "openvino/model.xml"),
+    )
+    assert resolve_backend(with_ov, "openvino") == ("openvino", with_ov / "openvino" / "model.xml")
+    assert resolve_backend(with_ov, "openvino-bf16") == (
+        "openvino-bf16",
+        with_ov / "openvino" / "model.xml",
+    )
     assert resolve_backend(without, "auto") == ("onnx", without / "model.onnx")
     assert resolve_backend(with_ov, "onnx") == ("onnx", with_ov / "model.onnx")
     assert resolve_backend(without, "openvino") == (
         "openvino",
         without / "openvino" / "model.xml",
     )
-    with pytest.raises(InvalidArgument, match="auto, openvino, openvino-int8 or onnx"):
+    with pytest.raises(InvalidArgument, match="one of auto, openvino, openvino-bf16"):
         resolve_backend(with_ov, "tensorrt")
 
 
