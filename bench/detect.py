@@ -125,7 +125,8 @@ def main() -> int:
     if served != "openvino-int8":
         served = resolve_backend(mv.path, served)[0]
     for name, (model, backend) in runtimes.items():
-        det = load_detector(model, mv.class_names, backend=backend, conf=mv.conf)
+        conf = mv.serving_conf(name)  # the 8-bit export has its own threshold
+        det = load_detector(model, mv.class_names, backend=backend, conf=conf)
         if name == "openvino-bf16" and det.precision != "bf16":
             print("ours      openvino-bf16: this CPU has no bf16 units (it would run f32)")
             continue

@@ -95,7 +95,7 @@ class Context:
                     m.path,
                     m.class_names,
                     backend=self.settings.detector_backend,
-                    conf=m.conf
+                    conf=m.serving_conf(self.settings.detector_backend)
                     if self.settings.detector_conf is None
                     else self.settings.detector_conf,
                 )

@@ -58,7 +58,7 @@ def load_model(
     if model in versions:
         mv = model_version(settings.models_dir, model)
         det = load_detector(mv.path, mv.class_names, backend=backend, conf=min_conf)
-        return det, f"{model} ({det.backend})", mv.conf
+        return det, f"{model} ({det.backend})", mv.serving_conf(backend)
     path = Path(model)
     if not path.exists():
         known = ", ".join(versions) or "none"

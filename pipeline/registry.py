@@ -24,6 +24,13 @@ class ModelVersion:
     class_names: tuple[str, ...]
     imgsz: int
     conf: float
+    conf_int8: float | None = None  # the 8-bit export's own threshold: its scores run lower
+
+    def serving_conf(self, backend: str) -> float:
+        """The threshold for the runtime the settings ask for (the 8-bit export has its own)."""
+        if backend == "openvino-int8" and self.conf_int8 is not None:
+            return self.conf_int8
+        return self.conf
 
     @property
     def onnx(self) -> Path:
@@ -97,6 +104,7 @@ def model_version(models_dir: Path, version: str) -> ModelVersion:
         class_names=tuple(meta["class_names"]),
         imgsz=int(meta["imgsz"]),
         conf=float(meta.get("conf", 0.25)),
+        conf_int8=None if meta.get("conf_int8") is None else float(meta["conf_int8"]),
     )
 
 

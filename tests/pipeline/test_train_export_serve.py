@@ -101,6 +101,12 @@ def test_train_export_serve_evaluate_promote(
         int8 = json.loads((out / "metrics-int8.json").read_text())
         assert set(int8["sources"]["toy"]) >= {"box_map50", "mask_map50"}
         assert "!detector/t1/openvino-int8/" in (models / ".gitignore").read_text().splitlines()
+        # Its own serving threshold, chosen on its own scores, served with its backend.
+        conf8 = int8["_serving"]["conf"]
+        assert yaml.safe_load((out / "meta.yaml").read_text())["conf_int8"] == conf8
+        assert served_detector(models).serving_conf("openvino-int8") == conf8
+        assert served_detector(models).serving_conf("auto") == metrics["_serving"]["conf"]
+        assert f"own threshold, **{conf8}**" in card
     # Only the served version's weights are committed.
     ignore = (models / ".gitignore").read_text().splitlines()
     assert "detector/*/weights.pt" in ignore and "!detector/t1/weights.pt" in ignore
