@@ -385,8 +385,9 @@ def run_bare(args: argparse.Namespace, photos: list[bytes], points: list, work: 
     argv = [
         sys.executable,
         "-c",
-        "import sys, uvicorn; sys.path.insert(0, 'bench'); "
-        f"uvicorn.run('ingest:bare_app', factory=True, port={port}, "
+        # The same multi-process server as `streetlens serve` (pipeline/httpserve.py).
+        "import sys; sys.path[:0] = ['bench', '.']; from pipeline.httpserve import serve; "
+        f"serve('ingest:bare_app', factory=True, host='127.0.0.1', port={port}, "
         f"workers={args.api_workers}, log_level='info', access_log=False)",
     ]
     proc = Proc(argv, env, work / "bare.log")

@@ -149,7 +149,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """streetlens serve: the HTTP API, plus a worker on the embedded broker."""
-    import uvicorn
+    from pipeline import httpserve
 
     settings = _settings(args)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Each API process builds its app (and its sweeper) from the environment; naming the
         # app by import string also keeps this package free of any import of `api`.
         os.environ.update(STREETLENS_HOME=str(settings.home), STREETLENS_CITY=settings.city)
-        uvicorn.run(
+        # Several processes share the port fairly (pipeline/httpserve.py), not uvicorn's way.
+        status = httpserve.serve(
             "api.app:create_app", factory=True, host=args.host, port=args.port,
             workers=args.workers, log_level="info",
             # A log line per upload costs more CPU than the upload's database work; uvicorn
@@ -183,7 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker.kill()
-    return 0
+    return status
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
