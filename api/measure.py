@@ -30,6 +30,12 @@ async def measure(
     pitch_deg: Annotated[str | None, Form()] = None,
     roll_deg: Annotated[str | None, Form()] = None,
     camera_height_m: Annotated[str | None, Form()] = None,
+    camera_height_sigma_m: Annotated[
+        str | None, Form(description="how sure the height is, 1 sigma in m (default 0.2)")
+    ] = None,
+    tilt_sigma_deg: Annotated[
+        str | None, Form(description="how sure pitch and roll are, 1 sigma in degrees (default 5)")
+    ] = None,
     marker: Annotated[
         str | None, Form(description="look for the crew marker card (default true)")
     ] = None,
@@ -49,6 +55,8 @@ async def measure(
         pitch_deg=pitch_deg,
         roll_deg=roll_deg,
         camera_height_m=camera_height_m,
+        camera_height_sigma_m=camera_height_sigma_m,
+        tilt_sigma_deg=tilt_sigma_deg,
         marker=marker,
         scale_points=scale_points,
         scale_length_m=scale_length_m,

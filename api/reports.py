@@ -56,6 +56,9 @@ REPORT_FORM = FormSpec(
         "pitch_deg": "device pitch from the phone's sensors",
         "roll_deg": "device roll",
         "camera_height_m": "camera height above the ground",
+        "camera_height_sigma_m": "how sure the height is, 1 sigma in m (AR ground plane: ~0.03;"
+        " default 0.2)",
+        "tilt_sigma_deg": "how sure pitch and roll are, 1 sigma in degrees (default 5)",
         "idempotency_key": "or the Idempotency-Key header: a retry returns the same case",
     },
     files={
@@ -109,6 +112,8 @@ async def _accept_report(
         pitch_deg=f("pitch_deg"),
         roll_deg=f("roll_deg"),
         camera_height_m=f("camera_height_m"),
+        camera_height_sigma_m=f("camera_height_sigma_m"),
+        tilt_sigma_deg=f("tilt_sigma_deg"),
     )
     key = request.headers.get("idempotency-key") or f("idempotency_key")
     link = who.kind == "account" and not intake.parse_bool(

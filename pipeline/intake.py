@@ -45,6 +45,8 @@ class ReportForm:
     pitch_deg: str | float | None = None
     roll_deg: str | float | None = None
     camera_height_m: str | float | None = None
+    camera_height_sigma_m: str | float | None = None
+    tilt_sigma_deg: str | float | None = None
     # Open311 (pipeline/open311.py checks them before they come here).
     phone: str | None = None
     attributes: dict[str, str | float | list[str]] | None = None
@@ -70,15 +72,34 @@ def parse_number(field: str, raw: str | float | None, lo: float, hi: float) -> f
 
 
 def parse_pose(
-    pitch_deg: str | float | None, roll_deg: str | float | None, height_m: str | float | None
+    pitch_deg: str | float | None,
+    roll_deg: str | float | None,
+    height_m: str | float | None,
+    height_sigma_m: str | float | None = None,
+    tilt_sigma_deg: str | float | None = None,
 ) -> dict[str, float]:
-    """The device pose fields that were sent, checked: pitch/roll in degrees, height in metres."""
+    """The device pose fields that were sent, checked: pitch/roll in degrees, height in metres,
+    and how sure the app is of them (1 sigma; e.g. a height from an AR ground plane is good to
+    a few cm, one guessed from the person's stature to ~0.2 m, the default)."""
     fields = (
         ("pitch_deg", parse_number("pitch_deg", pitch_deg, -90, 90)),
         ("roll_deg", parse_number("roll_deg", roll_deg, -90, 90)),
         ("height_m", parse_number("camera_height_m", height_m, 0.2, 5)),
+        ("height_sigma_m", parse_number("camera_height_sigma_m", height_sigma_m, 0.005, 2)),
+        ("tilt_sigma_deg", parse_number("tilt_sigma_deg", tilt_sigma_deg, 0.1, 30)),
     )
-    return {k: v for k, v in fields if v is not None}
+    pose = {k: v for k, v in fields if v is not None}
+    if "height_sigma_m" in pose and "height_m" not in pose:
+        raise InvalidReport(
+            "camera_height_sigma_m says how sure camera_height_m is: send both",
+            field="camera_height_sigma_m",
+        )
+    if "tilt_sigma_deg" in pose and not {"pitch_deg", "roll_deg"} & pose.keys():
+        raise InvalidReport(
+            "tilt_sigma_deg says how sure pitch_deg and roll_deg are: send them with it",
+            field="tilt_sigma_deg",
+        )
+    return pose
 
 
 def parse_bool(field: str, raw: str | bool | None, default: bool) -> bool:
@@ -109,7 +130,13 @@ def build_report(ctx: Context, data: bytes | None, form: ReportForm) -> tuple[Re
         raise InvalidReport("lat and lon go together: send both or neither", field="lat")
     heading = parse_number("heading", form.heading, 0, 360)
     accuracy = parse_number("accuracy_m", form.accuracy_m, 0, 100_000)
-    pose = parse_pose(form.pitch_deg, form.roll_deg, form.camera_height_m)
+    pose = parse_pose(
+        form.pitch_deg,
+        form.roll_deg,
+        form.camera_height_m,
+        form.camera_height_sigma_m,
+        form.tilt_sigma_deg,
+    )
     description = (form.description or "").strip()
     if len(description) > s.max_description_chars:
         raise InvalidReport(

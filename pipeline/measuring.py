@@ -40,6 +40,8 @@ class MeasureForm:
     pitch_deg: str | float | None = None
     roll_deg: str | float | None = None
     camera_height_m: str | float | None = None
+    camera_height_sigma_m: str | float | None = None
+    tilt_sigma_deg: str | float | None = None
     marker: str | bool | None = None  # look for the crew card (default true)
     scale_points: str | None = None  # JSON [[x1, y1], [x2, y2]]
     scale_length_m: str | float | None = None
@@ -48,6 +50,7 @@ class MeasureForm:
 # How far a phone's own pose readings are off (1 sigma): the accelerometer's pitch and roll
 # while the hand moves, and a height the app estimates from the person's stature. These are the
 # issue's (and bench/measure.py's) 5 deg and 0.2 m; a tighter claim made intervals too narrow.
+# An app that knows better says so (tilt_sigma_deg, camera_height_sigma_m: docs/measuring.md).
 DEVICE_TILT_SIGMA_DEG = 5.0
 DEVICE_HEIGHT_SIGMA_M = 0.2
 
@@ -59,14 +62,17 @@ def pose_from(pose: dict[str, float] | None) -> Pose:
     base = Pose.default()
     if not pose:
         return base
+    tilt = pose.get("tilt_sigma_deg", DEVICE_TILT_SIGMA_DEG)
     return dataclasses.replace(
         base,
         pitch_deg=pose.get("pitch_deg", base.pitch_deg),
         roll_deg=pose.get("roll_deg", base.roll_deg),
         height_m=pose.get("height_m", base.height_m),
-        pitch_sigma_deg=DEVICE_TILT_SIGMA_DEG if "pitch_deg" in pose else base.pitch_sigma_deg,
-        roll_sigma_deg=DEVICE_TILT_SIGMA_DEG if "roll_deg" in pose else base.roll_sigma_deg,
-        height_sigma_m=DEVICE_HEIGHT_SIGMA_M if "height_m" in pose else base.height_sigma_m,
+        pitch_sigma_deg=tilt if "pitch_deg" in pose else base.pitch_sigma_deg,
+        roll_sigma_deg=tilt if "roll_deg" in pose else base.roll_sigma_deg,
+        height_sigma_m=pose.get("height_sigma_m", DEVICE_HEIGHT_SIGMA_M)
+        if "height_m" in pose
+        else base.height_sigma_m,
         source="device",
     )
 
@@ -114,7 +120,13 @@ def measure_request(ctx: Context, data: bytes | None, form: MeasureForm) -> dict
         raise InvalidReport(
             f"surface must be 'ground' or 'wall', got {surface[:20]!r}", field="surface"
         )
-    pose_fields = parse_pose(form.pitch_deg, form.roll_deg, form.camera_height_m)
+    pose_fields = parse_pose(
+        form.pitch_deg,
+        form.roll_deg,
+        form.camera_height_m,
+        form.camera_height_sigma_m,
+        form.tilt_sigma_deg,
+    )
     use_marker = parse_bool("marker", form.marker, default=True)
     length = parse_number("scale_length_m", form.scale_length_m, 0.001, 1000)
     marks = _points("scale_points", form.scale_points, 2, 2) if form.scale_points else None

@@ -373,6 +373,10 @@ def _field_cases(jpeg: bytes) -> list[Bad]:
         "accuracy-negative": (("accuracy_m", "-5"),),
         "pitch-nan": (("pitch_deg", "nan"),),
         "camera-height-1e9": (("camera_height_m", "1e9"),),
+        "height-sigma-alone": (("camera_height_sigma_m", "0.03"),),
+        "height-sigma-zero": (("camera_height_m", "1.5"), ("camera_height_sigma_m", "0")),
+        "tilt-sigma-alone": (("tilt_sigma_deg", "1"),),
+        "tilt-sigma-90": (("pitch_deg", "40"), ("tilt_sigma_deg", "90")),
         "anonymous-maybe": (("anonymous", "maybe"),),
     }
     cases = [

@@ -92,6 +92,26 @@ def test_a_stored_reports_photo_can_be_measured_by_case_id(client, case) -> None
     assert post(client, None, case_id="nope", polygon=[[0, 0], [1, 0], [1, 1]]).status_code == 404
 
 
+def test_an_app_that_measured_its_height_gets_a_narrower_interval(client, case) -> None:
+    """camera_height_sigma_m: a height from an AR ground plane (a few cm) instead of the
+    stature guess (0.2 m): the same outline, a tighter honest interval around the truth."""
+    tri = case.polygon_px.tolist()
+
+    def width(**extra: str) -> tuple[float, dict]:
+        r = post(client, case.jpeg, polygon=tri, marker="false", **pose(case), **extra)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["method"] == "ground-plane"
+        lo, hi = body["area_m2_interval"]
+        return hi / lo, body
+
+    guessed, _ = width()
+    measured, body = width(camera_height_sigma_m="0.03", tilt_sigma_deg="1")
+    assert measured < 0.6 * guessed
+    lo, hi = body["area_m2_interval"]
+    assert lo <= case.area_m2 <= hi
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
@@ -103,6 +123,11 @@ def test_a_stored_reports_photo_can_be_measured_by_case_id(client, case) -> None
         ({"box": [10, 10, 50]}, "box"),
         ({"polygon": [[0, 0], [10, 0], [10, 10]], "surface": "ceiling"}, "surface"),
         ({"polygon": [[0, 0], [10, 0], [10, 10]], "pitch_deg": "steep"}, "pitch_deg"),
+        (
+            {"polygon": [[0, 0], [10, 0], [10, 10]], "camera_height_sigma_m": "0.03"},
+            "camera_height_sigma_m",
+        ),
+        ({"polygon": [[0, 0], [10, 0], [10, 10]], "tilt_sigma_deg": "1"}, "tilt_sigma_deg"),
         ({"polygon": [[0, 0], [10, 0], [10, 10]], "scale_length_m": "1"}, "scale_points"),
         (
             {"polygon": [[0, 0], [10, 0], [10, 10]], "scale_points": [[0, 0]], "scale_length_m": 1},

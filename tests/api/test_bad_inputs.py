@@ -181,7 +181,7 @@ def test_open311_post_gets_the_same_corpus(live: LiveServer) -> None:
 OPEN311_VALID = {"photo-missing"}
 NATIVE_ONLY = {
     "heading", "accuracy_m", "pitch_deg", "roll_deg", "camera_height_m", "anonymous",
-    "idempotency_key",
+    "idempotency_key", "camera_height_sigma_m", "tilt_sigma_deg",
 }  # fmt: skip
 
 
