@@ -29,6 +29,7 @@ STARTUP_FAILURE = 3  # uvicorn's exit code when the app cannot start: restarting
 CHECK_S = 0.5
 STOP_GRACE_S = 15.0
 QUICK_DEATH_S, QUICK_DEATHS = 10.0, 3
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
@@ -112,6 +113,3 @@ def serve(app: str, *, host: str, port: int, workers: int, **kwargs: Any) -> int
         for s, h in previous.items():
             signal.signal(s, h)
     return status
-
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
