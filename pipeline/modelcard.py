@@ -192,6 +192,16 @@ way (box F1 {f1_8:.3f} on all evaluation photos; float: {conf}).
 """
 
 
+def _epochs_text(done: int, train_args: dict) -> str:
+    """How long it trained: epochs of those planned, or in the time it was given."""
+    if train_args.get("time"):
+        return (
+            f"{done} epoch(s) in {train_args['time']} h (`--hours`: the epochs re-planned after"
+            " each to fit, the last cut short when the time was up)"
+        )
+    return f"{done} epoch(s) of {train_args.get('epochs')} planned"
+
+
 def _scopes(metrics: dict) -> dict[str, dict]:
     """Each source's numbers, then all sources together."""
     return {**metrics["sources"], "all": metrics["all"]}
@@ -238,8 +248,8 @@ def _card(
     return f"""# Detector {version}
 
 Segmentation detector for {", ".join(classes)}: ultralytics `{train_args.get("model")}` trained
-by `streetlens train` (no hub weights), {epochs_done} epoch(s) of {train_args.get("epochs")}
-planned, at {train_args.get("imgsz")} px, batch {train_args.get("batch")}, on CPU. Served from
+by `streetlens train` (no hub weights), {_epochs_text(epochs_done, train_args)}, at
+{train_args.get("imgsz")} px, batch {train_args.get("batch")}, on CPU. Served from
 its OpenVINO export (`openvino/model.xml`) when OpenVINO is installed, else its ONNX export
 (`model.onnx`) by ONNX Runtime: the same post-processing either way.
 
