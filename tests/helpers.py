@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -16,3 +17,10 @@ def require(condition: bool, why: str) -> None:
     if IN_CI:
         pytest.fail(f"CI must have this: {why}")
     pytest.skip(why)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,8 +111,10 @@ class OpenVinoSegDetector(YoloSegDetector):
         return np.array(preds, copy=True), np.array(protos, copy=True)
 
 
+@functools.cache
 def native_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), as OpenVINO reports."""
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), as OpenVINO reports
+    (asked once a process: the answer needs a new OpenVINO Core)."""
     try:
         import openvino as ov
     except ImportError:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from vision.detector import OnnxSegDetector, YoloSegDetector
 from vision.errors import InvalidArgument, ModelUnavailable
 
 Backend = Literal["auto", "openvino", "openvino-bf16", "openvino-int8", "onnx"]
-BACKENDS = ("auto", "openvino", "openvino-bf16", "openvino-int8", "onnx")
+BACKENDS: tuple[str, ...] = get_args(Backend)
 OPENVINO_DIR = "openvino"  # a version folder's OpenVINO export: openvino/model.xml + .bin
 OPENVINO_INT8_DIR = "openvino-int8"  # the same, quantized (vision.train.export_openvino)
 ONNX_FILE = "model.onnx"
@@ -41,7 +41,7 @@ def resolve_backend(model_dir: Path, backend: str = "auto") -> tuple[str, Path]:
         from vision.detector_openvino import native_bf16
 
         # bf16 where the CPU has bf16 units: ~1.8x faster inference, and on the frozen split
-        # the same numbers to +-0.005 mAP (docs/models.md); f32 elsewhere.
+        # the same numbers to +-0.005 mAP (docs/operations.md); f32 elsewhere.
         return ("openvino-bf16" if native_bf16() else "openvino"), ov_xml
     if backend == "openvino":
         return "openvino", ov_xml

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,20 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import free_port
 
 from pipeline.context import Context
 from pipeline.settings import Settings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path, data_dir: Path, shared_cache: Path):
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         STREETLENS_HOME=str(tmp_path / "home"),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import require
+from helpers import free_port, require
 from sqlalchemy import func, select
 
 from pipeline.store import CaseRow, FindingRow, SqlCaseStore
@@ -29,13 +29,6 @@ REPO = Path(__file__).resolve().parents[2]
 CAMBRIDGE = (42.3736, -71.1190)
 FINAL = {"needs_review", "open", "in_progress", "closed", "rejected", "failed"}
 PG_BIN = Path(os.environ.get("STREETLENS_PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(

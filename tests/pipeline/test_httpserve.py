@@ -16,16 +16,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from helpers import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CONNECTIONS = 16  # all on one of 2 processes by chance: 2 * 2**-16
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(app: str, port: int, workers: int, log: Path) -> subprocess.Popen:
@@ -84,7 +79,7 @@ async def _burst(url: str, n: int) -> list[int]:
 
 @pytest.fixture
 def server(tmp_path: Path):
-    port, log = _free_port(), tmp_path / "serve.log"
+    port, log = free_port(), tmp_path / "serve.log"
     proc = _start("pid_app:app", port, 2, log)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -126,7 +121,7 @@ def test_a_killed_process_is_replaced_and_sigterm_stops_all(server) -> None:
 
 def test_an_app_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
-    proc = _start("pid_app:no_such_app", _free_port(), 2, log)
+    proc = _start("pid_app:no_such_app", free_port(), 2, log)
     try:
         assert proc.wait(timeout=60) == 3, log.read_text()[-2000:]
     finally:

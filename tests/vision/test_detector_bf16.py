@@ -15,7 +15,7 @@ from test_detector import box_iou, parity_photos, parity_threshold
 from vision.image import decode
 
 # bf16 keeps 8 bits of mantissa. Measured with v3 on the parity photos (19 objects): worst box
-# IoU 0.988, worst score change 0.006; on the frozen split mAP moved <= 0.005 (docs/models.md).
+# IoU 0.988, worst score change 0.006; on the frozen split mAP moved <= 0.005 (docs/operations.md).
 MIN_BOX_IOU = 0.9
 CONF_TOL = 0.05
 
