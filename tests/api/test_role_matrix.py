@@ -10,7 +10,6 @@ caller through (no 401/403, no unhandled 5xx) everywhere else.
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from helpers import free_port
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
@@ -81,12 +81,6 @@ CALLERS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, data_dir: Path, shared_cache: Path
@@ -99,7 +93,7 @@ def served(
         sweep_interval_s=0,
     )
     app = create_app(settings)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
