@@ -16,6 +16,7 @@ from api import (
     crew,
     errors,
     events,
+    labels,
     measure,
     open311,
     ops,
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(accounts.router)
     app.include_router(crew.router)
+    app.include_router(labels.router)
     app.include_router(open311.router)
     app.include_router(photos.router)
     return app

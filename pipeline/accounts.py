@@ -16,7 +16,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, get_args
 
 from sqlalchemy import (
@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pipeline.db import Base, utcnow
+from pipeline.db import Base, aware, utcnow
 from pipeline.errors import InvalidReport, Unauthorized
 
 if TYPE_CHECKING:
@@ -110,10 +110,6 @@ class ApiKey:
     scopes: tuple[str, ...]
     created_at: datetime
     revoked_at: datetime | None
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def sha256_hex(secret: str) -> str:
@@ -290,7 +286,7 @@ def account_for_token(store: SqlCaseStore, token: str) -> Account:
     if found is None:
         raise Unauthorized("the bearer token is not valid: sign in again")
     expires_at, row = found
-    if _aware(expires_at) <= utcnow():
+    if aware(expires_at) <= utcnow():
         raise Unauthorized("the bearer token has expired: sign in again")
     if row.disabled:
         raise Unauthorized("this account is disabled")
@@ -339,8 +335,8 @@ def _key(row: ApiKeyRow) -> ApiKey:
         prefix=row.prefix,
         role=row.role,  # type: ignore[arg-type]
         scopes=tuple(row.scopes or ()),
-        created_at=_aware(row.created_at),
-        revoked_at=_aware(row.revoked_at) if row.revoked_at else None,
+        created_at=aware(row.created_at),
+        revoked_at=aware(row.revoked_at) if row.revoked_at else None,
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline.errors import StreetLensError
 from pipeline.settings import Settings
+from vision.errors import VisionError
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except StreetLensError as exc:
+    except (StreetLensError, VisionError) as exc:  # a bad dataset folder, model file, ...
         print(f"streetlens: {exc}", file=sys.stderr)
         return 2
 

@@ -50,6 +50,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(dt: datetime) -> datetime:
+    """A stored time as timezone-aware UTC (SQLite hands them back naive)."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
 @functools.cache
 def insert_or_keep(table: Table) -> TextClause:
     """INSERT of every column of `table` that keeps a row already there (SQLite 3.24+ and
@@ -246,5 +251,6 @@ def current_revision(url: str) -> str | None:
 # (and the schema comparison against the migrations) sees every table.
 from pipeline import accounts as _accounts  # noqa: E402, F401  (0003: accounts, keys)
 from pipeline import case_photos as _case_photos  # noqa: E402, F401  (0007: extra photos)
+from pipeline import labels as _labels  # noqa: E402, F401  (0008: crew-verified labels)
 from pipeline import notify_db as _notify_db  # noqa: E402, F401  (0004: webhooks, outbox)
 from pipeline import photo_variants_db as _variants  # noqa: E402, F401  (0005: public photos)

@@ -11,13 +11,13 @@ ids never arrive; a transaction open that long is not a status change being save
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from pipeline.db import CaseRow, HistoryRow, utcnow
+from pipeline.db import CaseRow, HistoryRow, aware, utcnow
 
 # How many of the newest history ids the frontier looks at (one indexed query).
 FRONTIER_WINDOW = 500
@@ -63,10 +63,6 @@ class Event:
         return body
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
 def frontier(s: Session, gap_grace_s: float) -> int:
     """The highest history id every event up to which can be read now (see the module)."""
     rows = s.execute(
@@ -77,7 +73,7 @@ def frontier(s: Session, gap_grace_s: float) -> int:
     rows.reverse()
     settled = utcnow() - timedelta(seconds=gap_grace_s)
     # Everything at or below the newest settled row is final; above it, stop at the first gap.
-    base_idx = max((i for i, r in enumerate(rows) if _aware(r.at) <= settled), default=None)
+    base_idx = max((i for i, r in enumerate(rows) if aware(r.at) <= settled), default=None)
     if base_idx is None:
         base_idx = 0
     last = rows[base_idx].id
@@ -118,7 +114,7 @@ def read_events(
             case_id=h.case_id,
             status=h.status,
             previous_status=p,
-            at=_aware(h.at),
+            at=aware(h.at),
             by=h.by,
             why=h.why or "",
             service_code=category,

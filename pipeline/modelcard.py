@@ -15,6 +15,37 @@ from pipeline.frozen_split import FROZEN_FILE, check_frozen_split, frozen_sets
 from pipeline.registry import ModelVersion, load_registry, save_registry
 from vision.dataset import Source
 
+# Written by `streetlens train` into its run: the sets it trained on beside the manifest's
+# (`--add-source`, e.g. the city's crew-verified photos), so that the card lists them too.
+ADDED_SOURCES = "added-sources.yaml"
+
+
+def added_sources_doc(added: list[Source]) -> str:
+    """The run's added sources as YAML (name, path, licence, attribution)."""
+    rows = [
+        {"name": s.name, "path": str(s.path), "licence": s.licence, "attribution": s.attribution}
+        for s in added
+    ]
+    return yaml.safe_dump({"added_sources": rows}, sort_keys=False)
+
+
+def read_added_sources(run_dir: Path) -> list[Source]:
+    """The sources a run added to the manifest's (none for a run that wrote no list)."""
+    path = run_dir / ADDED_SOURCES
+    if not path.is_file():
+        return []
+    rows = (yaml.safe_load(path.read_text()) or {}).get("added_sources") or []
+    return [
+        Source(
+            name=r["name"],
+            path=Path(r["path"]),
+            class_map={},
+            licence=r.get("licence", ""),
+            attribution=r.get("attribution", ""),
+        )
+        for r in rows
+    ]
+
 
 def register_run(
     *,
@@ -61,6 +92,7 @@ def register_run(
         print(f"exporting {dest} to OpenVINO", file=sys.stderr)
         export_openvino(dest, imgsz, out / "openvino")
     train_args = yaml.safe_load((run_dir / "args.yaml").read_text())
+    trained_on = sources + read_added_sources(run_dir)
     data_yaml = Path(str(train_args.get("data", "")))
     int8 = openvino and nncf_installed() and data_yaml.is_file()
     if int8:
@@ -112,7 +144,7 @@ def register_run(
         saved = metrics | {"model_digest": model_digest(mv, file), "split_digest": frozen.digest}
         (out / FROZEN_REPORT).write_text(json.dumps(saved, indent=1))
     (out / "card.md").write_text(
-        _card(version, classes, sources, metrics, train_args, epochs_done, conf, split_name)
+        _card(version, classes, trained_on, metrics, train_args, epochs_done, conf, split_name)
         + _int8_section(metrics, int8_metrics)
     )
 
@@ -127,7 +159,7 @@ def register_run(
         "conf": conf,
         "epochs": epochs_done,
         "exports": ["onnx", *(["openvino"] if openvino else []), *(["openvino-int8"] * int8)],
-        "training_data": [{"name": s.name, "licence": s.licence} for s in sources],
+        "training_data": [{"name": s.name, "licence": s.licence} for s in trained_on],
         "metrics": _headline(metrics),
     }
     first = "served" not in det_reg

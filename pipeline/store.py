@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from pipeline.db import (
     FindingRow,
     HistoryRow,
     PhotoRow,
+    aware,
     make_engine,
     migrate,
     upgrade,
@@ -78,11 +79,6 @@ class NearbyCase:
     lat: float
     lon: float
     created_at: datetime
-
-
-def _aware(dt: datetime) -> datetime:
-    # SQLite hands back naive datetimes, PostgreSQL its session's zone; everything is UTC.
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 class SqlCaseStore:
@@ -433,9 +429,9 @@ class SqlCaseStore:
                     if d <= radius_m:
                         found.append((d, r))
         # One order on both backends: nearest, then oldest (the likelier original), then id.
-        found.sort(key=lambda x: (x[0], _aware(x[1].created_at), x[1].id))
+        found.sort(key=lambda x: (x[0], aware(x[1].created_at), x[1].id))
         return [
-            NearbyCase(r.id, float(d), r.status, r.category, r.lat, r.lon, _aware(r.created_at))
+            NearbyCase(r.id, float(d), r.status, r.category, r.lat, r.lon, aware(r.created_at))
             for d, r in found[:limit]
         ]
 
@@ -458,10 +454,10 @@ def _to_case(row: CaseRow) -> Case:
         duplicate_of=row.duplicate_of,
         resolution=row.resolution,  # type: ignore[arg-type]
         error=row.error,
-        created_at=_aware(row.created_at),
-        updated_at=_aware(row.updated_at),
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
         history=[
-            StatusChange(status=h.status, at=_aware(h.at), by=h.by, why=h.why)  # type: ignore[arg-type]
+            StatusChange(status=h.status, at=aware(h.at), by=h.by, why=h.why)  # type: ignore[arg-type]
             for h in row.history
         ],
     )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pipeline.settings import REPO_ROOT, Settings
+from vision.errors import DatasetError
 
 SOURCES_MANIFEST = REPO_ROOT / "datasets" / "sources" / "detector.yaml"
 
@@ -23,18 +24,28 @@ def dataset_dir(cache: Path) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Build the combined dataset from the data directory and train (or resume)."""
-    from vision.dataset import build_dataset, load_sources
+    from pipeline.modelcard import ADDED_SOURCES, added_sources_doc
+    from vision.dataset import build_dataset, load_added_source, load_sources
     from vision.train import prepare_ultralytics, train_detector
 
     settings = Settings()
     cache = _cache(settings)
     classes, sources = load_sources(args.sources, settings.data_dir)
-    summary = build_dataset(classes, sources, dataset_dir(cache))
+    added = [load_added_source(d, classes) for d in args.add_source or []]
+    taken = {s.name for s in sources}
+    for a in added:
+        if a.name in taken:
+            raise DatasetError(f"two sources are named {a.name!r}: rename one in its source.yaml")
+        taken.add(a.name)
+    summary = build_dataset(classes, sources + added, dataset_dir(cache))
     for name, counts in summary.images.items():
         inst = summary.instances[name]
         print(f"{name:<24} images {counts}  instances {inst}", file=sys.stderr)
     prepare_ultralytics(cache / "ultralytics")
     run_dir = args.run_dir or cache / "runs" / "detector"
+    if not args.resume:  # `models add` lists them in the card beside the manifest's sources
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ADDED_SOURCES).write_text(added_sources_doc(added))
     best = train_detector(
         summary.yaml_path,
         run_dir,
@@ -152,6 +163,22 @@ def cmd_models_list(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    """Write the city's crew-verified photos as a YOLO dataset (pipeline/labels_export.py)."""
+    from pipeline.context import Context
+    from pipeline.labels_export import export_verified
+
+    ctx = Context(Settings())
+    s = export_verified(ctx, args.out, val_fraction=args.val_fraction, progress=True)
+    for split in ("train", "val"):
+        print(f"{split:<6} {s.images[split]} photos ({s.negatives[split]} with nothing in them)")
+    print("objects " + ", ".join(f"{k} {v}" for k, v in s.objects.items()))
+    for why in s.skipped:
+        print(f"skipped: {why}", file=sys.stderr)
+    print(f"train on it with: streetlens train --add-source {args.out} --init <served weights>")
+    return 0
+
+
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     """Attach `train`, `evaluate` and `models` to the CLI."""
     t = sub.add_parser("train", help="train the detector on the data directory's photo sets")
@@ -168,7 +195,25 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
         " schedule, mosaic's end) is re-planned after each epoch to fit",
     )
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    t.add_argument(
+        "--add-source",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="also train on this labelled set (its source.yaml gives name, classes, licence), "
+        "e.g. `streetlens dataset export-verified`'s; repeatable",
+    )
     t.set_defaults(func=cmd_train)
+
+    ds = sub.add_parser("dataset", help="training data from the city's own photos")
+    dsub = ds.add_subparsers(dest="dataset_command", required=True)
+    de = dsub.add_parser(
+        "export-verified",
+        help="write every crew-labelled photo (blurred public copy) and its labels as a YOLO set",
+    )
+    de.add_argument("out", type=Path, help="a new folder, or one an earlier export wrote")
+    de.add_argument("--val-fraction", type=float, default=0.2)
+    de.set_defaults(func=cmd_dataset_export)
 
     from pipeline.evaluate_cli import add_evaluate_command
 

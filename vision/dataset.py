@@ -55,6 +55,35 @@ def load_sources(manifest: Path, data_dir: Path) -> tuple[list[str], list[Source
     return list(spec["classes"]), sources
 
 
+def load_added_source(folder: Path, classes: list[str]) -> Source:
+    """A labelled photo set outside the manifest (`streetlens train --add-source`): a folder
+    with images/ and labels/ and a `source.yaml` saying its name, classes, licence and
+    attribution, as `streetlens dataset export-verified` writes one. Its classes are mapped
+    onto ours by name; a class we do not learn is dropped."""
+    folder = Path(folder)
+    meta_path = folder / "source.yaml"
+    if not meta_path.is_file():
+        raise DatasetError(
+            f"{folder} has no source.yaml (name, classes, licence, attribution): a set without "
+            "its provenance is not trained on"
+        )
+    meta = yaml.safe_load(meta_path.read_text()) or {}
+    missing = [k for k in ("name", "classes", "licence") if not meta.get(k)]
+    if missing:
+        raise DatasetError(f"{meta_path} lacks {', '.join(missing)}")
+    if not (folder / "images").is_dir():
+        raise DatasetError(f"source {meta['name']!r}: no images/ folder under {folder}")
+    theirs = list(meta["classes"])
+    return Source(
+        name=str(meta["name"]),
+        path=folder.resolve(),
+        class_map={i: classes.index(c) for i, c in enumerate(theirs) if c in classes},
+        boxes=bool(meta.get("boxes", False)),
+        licence=str(meta["licence"]),
+        attribution=str(meta.get("attribution", "")),
+    )
+
+
 def convert_label(text: str, class_map: dict[int, int], boxes: bool) -> list[str]:
     """Map one YOLO label file's lines onto our classes, boxes becoming 4-point polygons."""
     out = []

@@ -50,6 +50,8 @@ EXPECTED: dict[tuple[str, str], Requirement] = {
     ("GET", "/api/v1/cases"): Requirement(("crew", "admin")),
     ("GET", "/api/v1/cases/{case_id}"): Requirement(("crew", "admin")),
     ("POST", "/api/v1/cases/{case_id}/actions"): Requirement(("crew", "admin")),
+    ("PUT", "/api/v1/cases/{case_id}/photos/{n}/labels"): Requirement(("crew", "analyst", "admin")),
+    ("GET", "/api/v1/cases/{case_id}/photos/{n}/labels"): Requirement(("crew", "analyst", "admin")),
 }
 # Routes whose handler checks a credential the dependency cannot see (a key in a form body):
 # the expected answer per caller, written out. Open311 answers 403 for a missing key (its spec).

@@ -19,10 +19,10 @@ pytest.importorskip("ultralytics", reason="the `train` extra is not installed")
 from pipeline.cli import main as cli
 from pipeline.errors import ConfigError, PromotionRefused
 from pipeline.frozen_split import drift, load_frozen_split, write_frozen_split
-from pipeline.modelcard import register_run
+from pipeline.modelcard import ADDED_SOURCES, added_sources_doc, register_run
 from pipeline.promote import promote
 from pipeline.registry import load_registry, save_registry, served_detector
-from vision.dataset import build_dataset, load_sources
+from vision.dataset import Source, build_dataset, load_sources
 from vision.detector_select import load_detector, openvino_installed
 from vision.train import nncf_installed, prepare_ultralytics, train_detector
 
@@ -79,6 +79,10 @@ def test_train_export_serve_evaluate_promote(
         summary.yaml_path, run, epochs=1, imgsz=64, batch=4, workers=0, plots=False
     )
     assert best.exists()
+    # What `streetlens train --add-source` records: the card lists it, the frozen split and
+    # so the evaluation stay the manifest's.
+    crew = Source("crew-verified-toy", tmp_path, {0: 0}, licence="the city's records")
+    (run / ADDED_SOURCES).write_text(added_sources_doc([crew]))
 
     out = register_run(
         run_dir=run, version="t1", models_dir=models, cache_dir=tmp_path / "cache",
@@ -88,6 +92,10 @@ def test_train_export_serve_evaluate_promote(
     assert reg["detector"]["served"] == "t1"
     entry = reg["detector"]["versions"]["t1"]
     assert entry["training_data"][0] == {"name": "toy", "licence": "generated"}
+    assert entry["training_data"][-1] == {
+        "name": "crew-verified-toy",
+        "licence": "the city's records",
+    }
     assert (out / "model.onnx").is_file() and (out / "openvino" / "model.xml").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["sources"]["toy"]) >= {"box_map50", "mask_map50", "box_map50_95"}
@@ -95,6 +103,8 @@ def test_train_export_serve_evaluate_promote(
     assert metrics["evaluated_on"].startswith("frozen split")
     card = (out / "card.md").read_text()
     assert "Detector t1" in card and "toy-negatives" in card and "numpy" in card
+    assert "**crew-verified-toy** — the city's records" in card
+    assert "crew-verified-toy" not in metrics["sources"]
     if nncf_installed():  # the 8-bit export, evaluated beside the float one
         assert (out / "openvino-int8" / "model.xml").is_file()
         assert "openvino-int8" in entry["exports"] and "## 8-bit export" in card
