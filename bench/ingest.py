@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 from fastapi import FastAPI, File, Form, UploadFile  # noqa: E402
-from ingest_backends import Proc, env_for, free_port, make_backends  # noqa: E402
+from ingest_backends import Proc, env_for, free_port, machine_busy, make_backends  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 CENTER = (42.3736, -71.1190)  # Harvard Square, Cambridge MA
@@ -161,6 +161,11 @@ class Result:
     codes: dict[int, int]
     ids: list[str]
     unqueued: list[str]
+    # CPU seconds in the measured phase: the server's processes, this load generator, and the
+    # fraction of the machine's CPU that was busy (None where /proc is not there to ask).
+    server_cpu_s: float | None = None
+    client_cpu_s: float | None = None
+    busy: float | None = None
 
     @property
     def accepted(self) -> int:
@@ -181,6 +186,17 @@ class Result:
             f"{self.label:<10} {self.accepted:6d} accepted in {self.seconds:4.1f} s = "
             f"{self.rate():6.1f}/s · p50 {p50:6.1f} ms · p99 {p99:6.1f} ms"
             + (f" · other answers {other}" if other else "")
+        )
+
+    def cpu_line(self) -> str | None:
+        """Where the machine's CPU went, per accepted upload."""
+        if self.server_cpu_s is None or self.client_cpu_s is None or not self.accepted:
+            return None
+        per = 1000 / self.accepted
+        busy = f" · machine {self.busy:.0%} busy" if self.busy is not None else ""
+        return (
+            f"{self.label:<10} CPU per upload: server {self.server_cpu_s * per:5.2f} ms, "
+            f"load generator {self.client_cpu_s * per:5.2f} ms{busy}"
         )
 
 
@@ -223,8 +239,22 @@ async def _load(
     return Result(label, took, latencies, codes, ids, unqueued)
 
 
+def _measured(
+    url: str, uploads: Uploads, seconds: float, concurrency: int, label: str, server: Proc
+) -> Result:
+    """The measured phase, with the CPU each side used in it."""
+    s0, c0, m0 = server.cpu_s(), time.process_time(), machine_busy()
+    res = asyncio.run(_load(url, uploads, seconds, concurrency, label))
+    s1, c1, m1 = server.cpu_s(), time.process_time(), machine_busy()
+    if s0 is not None and s1 is not None:
+        res.server_cpu_s, res.client_cpu_s = s1 - s0, c1 - c0
+    if m0 and m1 and m1[1] > m0[1]:
+        res.busy = (m1[0] - m0[0]) / (m1[1] - m0[1])
+    return res
+
+
 def load(
-    url: str, uploads: Uploads, seconds: float, concurrency: int, label: str
+    url: str, uploads: Uploads, seconds: float, concurrency: int, label: str, server: Proc
 ) -> tuple[Result, Result]:
     """A warm-up, then `concurrency` clients uploading back to back for `seconds`."""
     # A new connection per warm-up request reaches every API process, so each has loaded the
@@ -246,7 +276,7 @@ def load(
         for code, n in more.codes.items():
             warm.codes[code] = warm.codes.get(code, 0) + n
     os.sync()
-    return warm, asyncio.run(_load(url, uploads, seconds, concurrency, label))
+    return warm, _measured(url, uploads, seconds, concurrency, label, server)
 
 
 # --- one backend set -------------------------------------------------------------------------
@@ -333,7 +363,9 @@ def run_backend(
         proc = serve(env, port, args.api_workers, work / name / "serve.log")
         proc.wait_http(f"http://127.0.0.1:{port}/healthz")
         url = f"http://127.0.0.1:{port}/api/v1/reports"
-        warm, res = load(url, Uploads(photos, points, name), args.seconds, args.concurrency, name)
+        warm, res = load(
+            url, Uploads(photos, points, name), args.seconds, args.concurrency, name, proc
+        )
         proc.stop()  # ingestion is over
         proc = None
         ids = warm.ids + res.ids
@@ -354,6 +386,8 @@ def run_backend(
         ok = len(set(ids)) == len(ids) == cases == stored
         ok = ok and (args.no_drain or processed == cases)
         print(f"[{name}] {res.line()}")
+        if cpu := res.cpu_line():
+            print(f"[{name}] {cpu}")
         print(f"[{name}] ratio to the bare endpoint: {res.rate() / bare.rate():.2f}x")
         print(
             f"[{name}] queued at upload: {len(ids) - len(unqueued)} of {len(ids)}"
@@ -399,11 +433,14 @@ def run_bare(args: argparse.Namespace, photos: list[bytes], points: list, work: 
             args.seconds,
             args.concurrency,
             "bare",
+            proc,
         )
     finally:
         proc.stop()
     stored = sum(1 for _ in out.iterdir())
     print(f"[bare] {res.line()} · files written {stored} = {warm.accepted + res.accepted} accepted")
+    if cpu := res.cpu_line():
+        print(f"[bare] {cpu}")
     return res
 
 

@@ -32,6 +32,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def group_cpu_s(pgid: int) -> float | None:
+    """CPU seconds used so far by the live processes of a process group (Linux /proc)."""
+    proc = Path("/proc")
+    if not (proc / "stat").exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def machine_busy() -> tuple[float, float] | None:
+    """(busy, total) CPU jiffies of the whole machine so far (Linux /proc/stat)."""
+    try:
+        cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    idle = cpu[3] + (cpu[4] if len(cpu) > 4 else 0)  # idle + iowait
+    return float(sum(cpu) - idle), float(sum(cpu))
+
+
 class Proc:
     """A child process in its own process group, logging to a file."""
 
@@ -46,6 +75,10 @@ class Proc:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds (user + system) the group's live processes have used; None off Linux."""
+        return group_cpu_s(self.p.pid)
 
     def stop(self) -> None:
         """SIGTERM the group; SIGKILL it if it lingers."""
