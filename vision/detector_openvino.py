@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import numpy as np
 
 from vision.detector import YoloSegDetector, _usable_cores
 from vision.errors import InvalidArgument, ModelUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def openvino_xml(path: Path) -> Path:
@@ -96,10 +99,17 @@ class OpenVinoSegDetector(YoloSegDetector):
             raise ModelUnavailable(f"OpenVINO cannot compile {xml} for the CPU ({exc})") from None
         self._request = self._compiled.create_infer_request()
         self.model_path = xml
-        # What the CPU really runs: a bf16 hint on a CPU without bf16 units runs f32.
+        # What the CPU really runs. A bf16 hint on a CPU without bf16 units runs f32 where it
+        # has AVX2 only, and bf16 emulated where it has AVX-512 (measured on a 2-core Xeon
+        # without AVX512-BF16: 106 ms a photo against f32's 41; `auto` never asks for it there).
         self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         if self.precision == "bf16":
             self.backend = "openvino-bf16"
+            if not native_bf16():
+                log.warning(
+                    "bf16 inference is emulated on this CPU (no AVX512-BF16 or AMX), slower "
+                    "than f32: STREETLENS_DETECTOR_BACKEND=auto picks f32 here"
+                )
 
     def _infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # One request per detector: callers share a detector across threads only under a lock
