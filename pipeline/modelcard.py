@@ -15,27 +15,29 @@ from pipeline.frozen_split import FROZEN_FILE, check_frozen_split, frozen_sets
 from pipeline.registry import ModelVersion, load_registry, save_registry
 from vision.dataset import Source
 
-# Written by `streetlens train` into its run: the sets it trained on beside the manifest's
-# (`--add-source`, e.g. the city's crew-verified photos), so that the card lists them too.
-ADDED_SOURCES = "added-sources.yaml"
+# Written by `streetlens train` into its run: what ultralytics does not record there, the
+# weights it was fine-tuned from (`--init`) and the sets it trained on beside the manifest's
+# (`--add-source`, e.g. the city's crew-verified photos), so that the card says both.
+RUN_RECORD = "streetlens-run.yaml"
 
 
-def added_sources_doc(added: list[Source]) -> str:
-    """The run's added sources as YAML (name, path, licence, attribution)."""
+def run_record_doc(init: Path | None, added: list[Source]) -> str:
+    """The run's record as YAML: its starting weights and added sources."""
     rows = [
         {"name": s.name, "path": str(s.path), "licence": s.licence, "attribution": s.attribution}
         for s in added
     ]
-    return yaml.safe_dump({"added_sources": rows}, sort_keys=False)
+    doc = {"init_weights": str(init) if init else None, "added_sources": rows}
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
-def read_added_sources(run_dir: Path) -> list[Source]:
-    """The sources a run added to the manifest's (none for a run that wrote no list)."""
-    path = run_dir / ADDED_SOURCES
+def read_run_record(run_dir: Path) -> tuple[str | None, list[Source]]:
+    """A run's starting weights (None: from scratch, or not recorded) and added sources."""
+    path = run_dir / RUN_RECORD
     if not path.is_file():
-        return []
-    rows = (yaml.safe_load(path.read_text()) or {}).get("added_sources") or []
-    return [
+        return None, []
+    doc = yaml.safe_load(path.read_text()) or {}
+    added = [
         Source(
             name=r["name"],
             path=Path(r["path"]),
@@ -43,8 +45,9 @@ def read_added_sources(run_dir: Path) -> list[Source]:
             licence=r.get("licence", ""),
             attribution=r.get("attribution", ""),
         )
-        for r in rows
+        for r in doc.get("added_sources") or []
     ]
+    return doc.get("init_weights"), added
 
 
 def register_run(
@@ -92,7 +95,9 @@ def register_run(
         print(f"exporting {dest} to OpenVINO", file=sys.stderr)
         export_openvino(dest, imgsz, out / "openvino")
     train_args = yaml.safe_load((run_dir / "args.yaml").read_text())
-    trained_on = sources + read_added_sources(run_dir)
+    init, added = read_run_record(run_dir)
+    trained_on = sources + added
+    train_args = train_args | {"_init": init}
     data_yaml = Path(str(train_args.get("data", "")))
     int8 = openvino and nncf_installed() and data_yaml.is_file()
     if int8:
@@ -224,6 +229,12 @@ way (box F1 {f1_8:.3f} on all evaluation photos; float: {conf}).
 """
 
 
+def _init_text(train_args: dict) -> str:
+    """Where the run started from, when `streetlens train` recorded it (--init)."""
+    init = train_args.get("_init")
+    return f", fine-tuned from `{init}`" if init else ""
+
+
 def _epochs_text(done: int, train_args: dict) -> str:
     """How long it trained: epochs of those planned, or in the time it was given."""
     if train_args.get("time"):
@@ -280,8 +291,9 @@ def _card(
     return f"""# Detector {version}
 
 Segmentation detector for {", ".join(classes)}: ultralytics `{train_args.get("model")}` trained
-by `streetlens train` (no hub weights), {_epochs_text(epochs_done, train_args)}, at
-{train_args.get("imgsz")} px, batch {train_args.get("batch")}, on CPU. Served from
+by `streetlens train` (no hub weights){_init_text(train_args)},
+{_epochs_text(epochs_done, train_args)}, at {train_args.get("imgsz")} px,
+batch {train_args.get("batch")}, on CPU. Served from
 its OpenVINO export (`openvino/model.xml`) when OpenVINO is installed, else its ONNX export
 (`model.onnx`) by ONNX Runtime: the same post-processing either way.
 

@@ -24,7 +24,7 @@ def dataset_dir(cache: Path) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Build the combined dataset from the data directory and train (or resume)."""
-    from pipeline.modelcard import ADDED_SOURCES, added_sources_doc
+    from pipeline.modelcard import RUN_RECORD, run_record_doc
     from vision.dataset import build_dataset, load_added_source, load_sources
     from vision.train import prepare_ultralytics, train_detector
 
@@ -43,9 +43,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{name:<24} images {counts}  instances {inst}", file=sys.stderr)
     prepare_ultralytics(cache / "ultralytics")
     run_dir = args.run_dir or cache / "runs" / "detector"
-    if not args.resume:  # `models add` lists them in the card beside the manifest's sources
+    if not args.resume:  # for the card (`models add`): what ultralytics does not record
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ADDED_SOURCES).write_text(added_sources_doc(added))
+        (run_dir / RUN_RECORD).write_text(run_record_doc(args.init, added))
     best = train_detector(
         summary.yaml_path,
         run_dir,

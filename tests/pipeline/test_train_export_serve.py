@@ -19,7 +19,7 @@ pytest.importorskip("ultralytics", reason="the `train` extra is not installed")
 from pipeline.cli import main as cli
 from pipeline.errors import ConfigError, PromotionRefused
 from pipeline.frozen_split import drift, load_frozen_split, write_frozen_split
-from pipeline.modelcard import ADDED_SOURCES, added_sources_doc, register_run
+from pipeline.modelcard import RUN_RECORD, register_run, run_record_doc
 from pipeline.promote import promote
 from pipeline.registry import load_registry, save_registry, served_detector
 from vision.dataset import Source, build_dataset, load_sources
@@ -79,10 +79,10 @@ def test_train_export_serve_evaluate_promote(
         summary.yaml_path, run, epochs=1, imgsz=64, batch=4, workers=0, plots=False
     )
     assert best.exists()
-    # What `streetlens train --add-source` records: the card lists it, the frozen split and
-    # so the evaluation stay the manifest's.
+    # What `streetlens train --init W --add-source D` records: the card says both; the frozen
+    # split and so the evaluation stay the manifest's.
     crew = Source("crew-verified-toy", tmp_path, {0: 0}, licence="the city's records")
-    (run / ADDED_SOURCES).write_text(added_sources_doc([crew]))
+    (run / RUN_RECORD).write_text(run_record_doc(Path("models/detector/t0/weights.pt"), [crew]))
 
     out = register_run(
         run_dir=run, version="t1", models_dir=models, cache_dir=tmp_path / "cache",
@@ -104,6 +104,7 @@ def test_train_export_serve_evaluate_promote(
     card = (out / "card.md").read_text()
     assert "Detector t1" in card and "toy-negatives" in card and "numpy" in card
     assert "**crew-verified-toy** — the city's records" in card
+    assert "fine-tuned from `models/detector/t0/weights.pt`" in card
     assert "crew-verified-toy" not in metrics["sources"]
     if nncf_installed():  # the 8-bit export, evaluated beside the float one
         assert (out / "openvino-int8" / "model.xml").is_file()
