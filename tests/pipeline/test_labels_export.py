@@ -20,8 +20,13 @@ from vision.dataset import build_dataset, load_added_source
 from vision.errors import DatasetError
 
 
-@pytest.fixture
-def ctx(settings: Settings) -> Context:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ctx(request: pytest.FixtureRequest, settings: Settings) -> Context:
+    """The default store, and PostGIS: labels and their export work the same on both."""
+    if request.param == "postgresql":
+        settings = settings.model_copy(
+            update={"database_url": request.getfixturevalue("pg_database")()}
+        )
     return Context(settings)
 
 
@@ -149,7 +154,8 @@ def test_the_cli_exports_and_says_what_it_wrote(
     a = processed_case(ctx, 61)
     _label(ctx, a, [{"from_finding": 0}])
     s = ctx.settings
-    for k, v in {"HOME": s.home, "DATA_DIR": s.data_dir, "CACHE_DIR": s.cache_dir}.items():
+    env = {"HOME": s.home, "DATA_DIR": s.data_dir, "CACHE_DIR": s.cache_dir}
+    for k, v in (env | {"DATABASE_URL": s.database_url}).items():
         monkeypatch.setenv(f"STREETLENS_{k}", str(v))
     out = tmp_path / "cli"
     assert main(["dataset", "export-verified", str(out), "--val-fraction", "0"]) == 0
