@@ -178,7 +178,10 @@ def check_objects(
                     field=f"{at}.class_name",
                 )
             pts = [[float(x), float(y)] for x, y in finding.polygon_px]
-            pts = _points(pts, f"{at}.from_finding", size)
+            try:
+                pts = _points(pts, f"{at}.from_finding", size)
+            except InvalidReport:  # an outline too thin to keep: the finding's box instead
+                pts = _box(list(finding.bbox_xyxy), f"{at}.from_finding", size)
         elif cls is None:
             raise InvalidReport("say what it is: class_name", field=f"{at}.class_name")
         elif given[0] == "polygon_px":

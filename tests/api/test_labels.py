@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from labelkit import POTHOLE, UPRIGHT, processed_case
+from labelkit import POTHOLE, UPRIGHT, finding, processed_case
 
 from pipeline import accounts, intake
 
@@ -65,11 +65,20 @@ def test_a_crew_member_confirms_draws_and_drops_and_the_newest_set_counts(
 
 def test_a_box_becomes_an_outline(client: TestClient) -> None:
     crew, _ = _as(client, "crew")
-    cid = processed_case(client.ctx, 2, findings=[])  # type: ignore[attr-defined]
-    r = _put(client, cid, crew, objects=[{"class_name": "graffiti", "box_xyxy": [5, 6, 105, 66]}])
+    # A finding whose mask came out as a sliver keeps its box when confirmed.
+    thin = finding("pothole", [(10.0, 10.0), (50.0, 10.0), (90.0, 10.0)])
+    thin = thin.model_copy(update={"bbox_xyxy": (10.0, 8.0, 90.0, 12.0)})
+    cid = processed_case(client.ctx, 2, findings=[thin])  # type: ignore[attr-defined]
+    r = _put(
+        client,
+        cid,
+        crew,
+        objects=[{"class_name": "graffiti", "box_xyxy": [5, 6, 105, 66]}, {"from_finding": 0}],
+    )
     assert r.status_code == 200, r.text
     assert r.json()["objects"][0]["polygon_px"] == [[5, 6], [105, 6], [105, 66], [5, 66]]
-    assert r.json()["findings"] == {}
+    assert r.json()["objects"][1]["polygon_px"] == [[10, 8], [90, 8], [90, 12], [10, 12]]
+    assert r.json()["findings"] == {"0": "confirmed"}
 
 
 BAD: list[tuple[str, list[Any], str]] = [
