@@ -239,8 +239,8 @@ def _epochs_text(done: int, train_args: dict) -> str:
     """How long it trained: epochs of those planned, or in the time it was given."""
     if train_args.get("time"):
         return (
-            f"{done} epoch(s) in {train_args['time']} h (`--hours`: the epochs re-planned after"
-            " each to fit, the last cut short when the time was up)"
+            f"{done} epoch(s) in {train_args['time']} h (`--hours`: the epoch count re-planned"
+            " after each epoch to fit the time)"
         )
     return f"{done} epoch(s) of {train_args.get('epochs')} planned"
 
