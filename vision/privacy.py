@@ -169,7 +169,12 @@ def _mtcnn_faces(gray: np.ndarray, rgb: np.ndarray) -> list[list[float]]:
     model = _mtcnn()
     if model is None:
         raise RuntimeError("MTCNN needs torch and facenet-pytorch: pip install streetlens[train]")
-    with _MTCNN_LOCK:  # one model per process; torch already spreads one call over the cores
+    import torch
+
+    # Scoped, not torch.set_grad_enabled(False): that switched autograd off for the rest of the
+    # calling thread, and a training run after it (in the test suite) failed with "element 0
+    # of tensors does not require grad".
+    with _MTCNN_LOCK, torch.inference_mode():  # one model per process; torch uses the cores
         found, _probs = model.detect(np.ascontiguousarray(rgb))
     return [] if found is None else [list(map(float, b)) for b in found]
 
@@ -187,11 +192,9 @@ FACE_FINDERS = {
 def _mtcnn() -> Any:
     """facenet-pytorch's MTCNN, or None when torch or the package is not installed."""
     try:
-        import torch
-        from facenet_pytorch import MTCNN
+        from facenet_pytorch import MTCNN  # imports torch
     except ImportError:
         return None
-    torch.set_grad_enabled(False)
     # Low stage thresholds: a false face costs a blurred patch, a missed one a person.
     return MTCNN(keep_all=True, device="cpu", min_face_size=18, thresholds=[0.5, 0.6, 0.6])
 
