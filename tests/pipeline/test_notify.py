@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select, text, update
 from webhook_receiver import Receiver
 
-from pipeline.db import HistoryRow, utcnow
+from pipeline.db import HistoryRow, aware, utcnow
 from pipeline.errors import InvalidWebhook
-from pipeline.events import _aware, frontier
+from pipeline.events import frontier
 from pipeline.media import sha256_hex
 from pipeline.notify import fan_out, run_once
 from pipeline.notify_db import FANOUT_CURSOR, DeliveryRow, MessageRow, NotifyCursorRow
@@ -198,7 +198,7 @@ def test_a_failing_sender_is_retried_later(store: SqlCaseStore, nsettings: Setti
     with store.session() as s:
         m = s.scalars(select(MessageRow)).one()
     assert m.state == "pending" and m.attempts == 1 and "Connection" in (m.last_error or "")
-    assert _aware(m.next_attempt_at) > utcnow()
+    assert aware(m.next_attempt_at) > utcnow()
 
 
 def test_frontier_waits_for_a_missing_id_until_it_is_old(store: SqlCaseStore) -> None:
