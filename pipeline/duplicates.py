@@ -37,7 +37,7 @@ def find_duplicate(
         return None
     rgb_new = _rgb(ctx, photo) if photo is not None else None
     for cand in near:
-        root = _root(ctx, cand.id)
+        root = root_case(ctx, cand.id)
         inliers = None
         other = ctx.store.get(root) if rgb_new is not None else None
         if other is not None and other.report.photo_sha256 is not None:  # both have photos
@@ -60,8 +60,9 @@ def find_duplicate(
     return None
 
 
-def _root(ctx: Context, case_id: str) -> str:
-    # Follow duplicate links to the case the crew works on (chains are short; cap anyway).
+def root_case(ctx: Context, case_id: str) -> str:
+    """The case a duplicate chain ends at: the one the crew works on (its own id when it
+    duplicates none). Chains are short; capped anyway."""
     for _ in range(10):
         dup_of = ctx.store.get(case_id).duplicate_of
         if not dup_of:

@@ -28,6 +28,7 @@ import yaml
 from sqlalchemy import select
 
 from pipeline.db import aware
+from pipeline.duplicates import root_case
 from pipeline.errors import ConfigError, StreetLensError
 from pipeline.labels import PhotoLabelRow, detector_classes
 
@@ -57,17 +58,6 @@ def split_hash(group: str) -> float:
 def split_of(group: str, val_fraction: float) -> str:
     """train or val, decided by the group's hash."""
     return "val" if split_hash(group) < val_fraction else "train"
-
-
-def _root(ctx: Context, case_id: str) -> str:
-    """The case a duplicate chain ends at (its own id when it is no duplicate)."""
-    seen = {case_id}
-    while True:
-        nxt = ctx.store.get(case_id).duplicate_of
-        if nxt is None or nxt in seen:
-            return case_id
-        seen.add(nxt)
-        case_id = nxt
 
 
 def newest_label_sets(ctx: Context) -> list[PhotoLabelRow]:
@@ -131,7 +121,7 @@ def export_verified(
         except StreetLensError as exc:  # a photo gone from the store: say so, go on
             summary.skipped.append(f"{row.case_id} photo {row.photo}: {exc}")
             continue
-        split = split_of(_root(ctx, row.case_id), val_fraction)
+        split = split_of(root_case(ctx, row.case_id), val_fraction)
         stem = f"{row.case_id}-{row.photo}"
         (out / "images" / split / f"{stem}.jpg").write_bytes(jpeg)
         lines = label_lines(row, classes)
