@@ -97,7 +97,6 @@ def register_run(
     train_args = yaml.safe_load((run_dir / "args.yaml").read_text())
     init, added = read_run_record(run_dir)
     trained_on = sources + added
-    train_args = train_args | {"_init": init}
     data_yaml = Path(str(train_args.get("data", "")))
     int8 = openvino and nncf_installed() and data_yaml.is_file()
     if int8:
@@ -149,7 +148,9 @@ def register_run(
         saved = metrics | {"model_digest": model_digest(mv, file), "split_digest": frozen.digest}
         (out / FROZEN_REPORT).write_text(json.dumps(saved, indent=1))
     (out / "card.md").write_text(
-        _card(version, classes, trained_on, metrics, train_args, epochs_done, conf, split_name)
+        _card(
+            version, classes, trained_on, metrics, train_args, epochs_done, conf, split_name, init
+        )
         + _int8_section(metrics, int8_metrics)
     )
 
@@ -229,12 +230,6 @@ way (box F1 {f1_8:.3f} on all evaluation photos; float: {conf}).
 """
 
 
-def _init_text(train_args: dict) -> str:
-    """Where the run started from, when `streetlens train` recorded it (--init)."""
-    init = train_args.get("_init")
-    return f", fine-tuned from `{init}`" if init else ""
-
-
 def _epochs_text(done: int, train_args: dict) -> str:
     """How long it trained: epochs of those planned, or in the time it was given."""
     if train_args.get("time"):
@@ -263,6 +258,7 @@ def _card(
     epochs_done: int,
     conf: float,
     split_name: str = "val splits",
+    init: str | None = None,
 ) -> str:
     rows, cls_rows, img_rows = [], [], []
     for name, m in _scopes(metrics).items():
@@ -291,7 +287,7 @@ def _card(
     return f"""# Detector {version}
 
 Segmentation detector for {", ".join(classes)}: ultralytics `{train_args.get("model")}` trained
-by `streetlens train` (no hub weights){_init_text(train_args)},
+by `streetlens train` (no hub weights){f", fine-tuned from `{init}`" if init else ""},
 {_epochs_text(epochs_done, train_args)}, at {train_args.get("imgsz")} px,
 batch {train_args.get("batch")}, on CPU. Served from
 its OpenVINO export (`openvino/model.xml`) when OpenVINO is installed, else its ONNX export
