@@ -1,11 +1,14 @@
 """Ingest benchmark: concurrent ~1 MB photo uploads over real HTTP to `streetlens serve`, next
 to a bare FastAPI endpoint that only writes the file (the baseline, measured in the same run).
 
-    python bench/ingest.py [--seconds 10] [--concurrency 16] [--backends default,scaled]
-                           [--api-workers 2] [--profile]
+    python bench/ingest.py [--seconds 8] [--rounds 3] [--concurrency 16]
+                           [--backends default,scaled] [--api-workers 2] [--profile]
 
-For each backend set it prints accepted/s, p50/p99 latency and the ratio to the bare endpoint;
-then runs the detector worker(s) until the queue drains (after the load, as on separate
+Both servers run side by side; for each backend set the load goes `--rounds` times to the bare
+endpoint and to StreetLens in turn (the order flips every round, so a drift in the machine's
+speed, which moves the bare endpoint between ~200 and ~310/s within minutes, falls on both).
+It prints each round's pair, accepted/s and p50/p99 latency over all its phases, and the ratio
+to the bare endpoint as the median of the rounds' ratios; then runs the detector worker(s) until the queue drains (after the load, as on separate
 machines: on a small machine the worker would compete with ingestion) and checks that
 accepted = cases = stored photos = processed. `default` is SQLite (also the queue: no broker)
 + a local folder; `scaled` is a private PostgreSQL + PostGIS, a private redis-server and S3 on
@@ -15,7 +18,6 @@ moto's server. `--profile` times each step of the upload path in-process.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import os
 import random
@@ -27,21 +29,19 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
 from fastapi import FastAPI, File, Form, UploadFile  # noqa: E402
-from ingest_backends import Proc, env_for, free_port, machine_busy, make_backends  # noqa: E402
+from ingest_backends import Proc, env_for, free_port, make_backends  # noqa: E402
+from ingest_load import BOUNDARY, Result, measured, warm_up  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 CENTER = (42.3736, -71.1190)  # Harvard Square, Cambridge MA
 PHOTO_SIZE = (2000, 1500)
-BOUNDARY = "streetlens-bench-7d1f"
 FINAL = ("needs_review", "open", "in_progress", "closed", "rejected", "failed")
 
 
@@ -148,137 +148,6 @@ def bare_app() -> FastAPI:
     return app
 
 
-# --- load ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    """What one load phase measured."""
-
-    label: str
-    seconds: float
-    latencies_s: list[float]
-    codes: dict[int, int]
-    ids: list[str]
-    unqueued: list[str]
-    # CPU seconds in the measured phase: the server's processes, this load generator, and the
-    # fraction of the machine's CPU that was busy (None where /proc is not there to ask).
-    server_cpu_s: float | None = None
-    client_cpu_s: float | None = None
-    busy: float | None = None
-
-    @property
-    def accepted(self) -> int:
-        """Uploads answered 202."""
-        return self.codes.get(202, 0)
-
-    def rate(self) -> float:
-        """Accepted uploads per second."""
-        return self.accepted / self.seconds
-
-    def line(self) -> str:
-        """One line of numbers."""
-        lat = sorted(self.latencies_s)
-        p50 = statistics.median(lat) * 1000 if lat else float("nan")
-        p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000 if lat else float("nan")
-        other = {c: n for c, n in self.codes.items() if c != 202}
-        return (
-            f"{self.label:<10} {self.accepted:6d} accepted in {self.seconds:4.1f} s = "
-            f"{self.rate():6.1f}/s · p50 {p50:6.1f} ms · p99 {p99:6.1f} ms"
-            + (f" · other answers {other}" if other else "")
-        )
-
-    def cpu_line(self) -> str | None:
-        """Where the machine's CPU went, per accepted upload."""
-        if self.server_cpu_s is None or self.client_cpu_s is None or not self.accepted:
-            return None
-        per = 1000 / self.accepted
-        busy = f" · machine {self.busy:.0%} busy" if self.busy is not None else ""
-        return (
-            f"{self.label:<10} CPU per upload: server {self.server_cpu_s * per:5.2f} ms, "
-            f"load generator {self.client_cpu_s * per:5.2f} ms{busy}"
-        )
-
-
-async def _load(
-    url: str, uploads: Uploads, seconds: float, concurrency: int, label: str, keepalive: bool = True
-) -> Result:
-    latencies: list[float] = []
-    codes: dict[int, int] = {}
-    ids: list[str] = []
-    unqueued: list[str] = []
-    keep = concurrency if keepalive else 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=keep)
-    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        end = time.monotonic() + seconds
-        bar = tqdm(desc=label, unit="upload", leave=False)
-
-        async def one_client() -> None:
-            while time.monotonic() < end:
-                body = uploads.next()
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post(url, content=body, headers=headers)
-                    code = r.status_code
-                    if code == 202:
-                        answer = r.json()
-                        ids.append(answer["id"])
-                        if not answer.get("queued", True):
-                            unqueued.append(answer["id"])
-                except httpx.HTTPError:
-                    code = 0
-                latencies.append(time.perf_counter() - t0)
-                codes[code] = codes.get(code, 0) + 1
-                bar.update()
-
-        start = time.monotonic()
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
-        took = time.monotonic() - start
-        bar.close()
-    return Result(label, took, latencies, codes, ids, unqueued)
-
-
-def _measured(
-    url: str, uploads: Uploads, seconds: float, concurrency: int, label: str, server: Proc
-) -> Result:
-    """The measured phase, with the CPU each side used in it."""
-    s0, c0, m0 = server.cpu_s(), time.process_time(), machine_busy()
-    res = asyncio.run(_load(url, uploads, seconds, concurrency, label))
-    s1, c1, m1 = server.cpu_s(), time.process_time(), machine_busy()
-    if s0 is not None and s1 is not None:
-        res.server_cpu_s, res.client_cpu_s = s1 - s0, c1 - c0
-    if m0 and m1 and m1[1] > m0[1]:
-        res.busy = (m1[0] - m0[0]) / (m1[1] - m0[1])
-    return res
-
-
-def load(
-    url: str, uploads: Uploads, seconds: float, concurrency: int, label: str, server: Proc
-) -> tuple[Result, Result]:
-    """A warm-up, then `concurrency` clients uploading back to back for `seconds`."""
-    # A new connection per warm-up request reaches every API process, so each has loaded the
-    # city's layers (seconds, on its first upload) before the clock starts.
-    # On a busy machine that takes longer than one round: warm up until uploads answer fast.
-    # Each phase starts with nothing left to write back from the one before (the bare
-    # endpoint leaves ~1 GB of unsynced files, which the next server's fsyncs would wait on).
-    os.sync()
-    warm = asyncio.run(_load(url, uploads, 4.0, concurrency, f"{label} warm-up", keepalive=False))
-    for _ in range(15):
-        if warm.latencies_s and statistics.median(warm.latencies_s) < 1.0:
-            break
-        more = asyncio.run(_load(url, uploads, 4.0, concurrency, f"{label} warm-up", False))
-        warm.latencies_s, warm.ids, warm.unqueued = (
-            more.latencies_s,
-            warm.ids + more.ids,
-            warm.unqueued + more.unqueued,
-        )
-        for code, n in more.codes.items():
-            warm.codes[code] = warm.codes.get(code, 0) + n
-    os.sync()
-    return warm, _measured(url, uploads, seconds, concurrency, label, server)
-
-
 # --- one backend set -------------------------------------------------------------------------
 
 
@@ -344,15 +213,62 @@ def drain(
     return time.monotonic() - start
 
 
+class Server:
+    """A running server under load: its uploads, its warm-up and its measured phases."""
+
+    def __init__(self, label: str, proc: Proc, port: int, uploads: Uploads) -> None:
+        self.label, self.proc, self.uploads = label, proc, uploads
+        self.url = f"http://127.0.0.1:{port}/api/v1/reports"
+        proc.wait_http(f"http://127.0.0.1:{port}/healthz")
+        self.warm: Result | None = None
+        self.phases: list[Result] = []
+
+    def measure(self, args: argparse.Namespace) -> Result:
+        """One measured phase (after the warm-up, the first time)."""
+        if self.warm is None:
+            self.warm = warm_up(self.url, self.uploads, args.concurrency, self.label)
+        res = measured(
+            self.url, self.uploads, args.seconds, args.concurrency, self.label, self.proc
+        )
+        self.phases.append(res)
+        return res
+
+    def total(self) -> Result:
+        """The measured phases as one."""
+        return Result.pooled(self.label, self.phases)
+
+    def ids(self) -> tuple[list[str], list[str]]:
+        """Every accepted upload's case id, and those not queued, warm-up included."""
+        parts = [self.warm, *self.phases] if self.warm else self.phases
+        return [i for r in parts for i in r.ids], [i for r in parts for i in r.unqueued]
+
+
+def paired_rounds(args: argparse.Namespace, bare: Server, ours: Server) -> list[float]:
+    """`--rounds` pairs of phases, bare and ours in turn (the order flips every round, so a
+    drift of the machine's speed falls on both): each pair's ratio of accepted/s."""
+    ratios = []
+    for r in range(args.rounds):
+        pair = (bare, ours) if r % 2 == 0 else (ours, bare)
+        got = {srv.label: srv.measure(args) for srv in pair}
+        ratio = got[ours.label].rate() / got[bare.label].rate()
+        ratios.append(ratio)
+        print(
+            f"[{ours.label}] round {r + 1}: bare {got[bare.label].rate():6.1f}/s · "
+            f"{ours.label} {got[ours.label].rate():6.1f}/s · {ratio:.2f}x"
+        )
+    return ratios
+
+
 def run_backend(
     name: str,
     args: argparse.Namespace,
     photos: list[bytes],
     points: list,
     work: Path,
-    bare: Result,
+    bare: Server,
 ) -> None:
-    """Load one backend set, drain its queue, check nothing was lost or doubled, print."""
+    """Load one backend set in rounds beside the bare endpoint, drain its queue, check
+    nothing was lost or doubled, print."""
     home = work / name / "home"
     home.mkdir(parents=True)
     backends = make_backends(name, work / name)
@@ -361,15 +277,11 @@ def run_backend(
         env = env_for(home, backends)
         port = free_port()
         proc = serve(env, port, args.api_workers, work / name / "serve.log")
-        proc.wait_http(f"http://127.0.0.1:{port}/healthz")
-        url = f"http://127.0.0.1:{port}/api/v1/reports"
-        warm, res = load(
-            url, Uploads(photos, points, name), args.seconds, args.concurrency, name, proc
-        )
+        ours = Server(name, proc, port, Uploads(photos, points, name))
+        ratios = paired_rounds(args, bare, ours)
         proc.stop()  # ingestion is over
         proc = None
-        ids = warm.ids + res.ids
-        unqueued = warm.unqueued + res.unqueued
+        ids, unqueued = ours.ids()
         if unqueued:  # committed but not queued: what the sweeper in `serve` is for
             sweep_env = dict(env, STREETLENS_RECEIVED_GRACE_S="0")
             sweep = [sys.executable, "-m", "pipeline.cli", "sweep"]
@@ -385,10 +297,14 @@ def run_backend(
         processed = sum(by.get(s, 0) for s in FINAL)
         ok = len(set(ids)) == len(ids) == cases == stored
         ok = ok and (args.no_drain or processed == cases)
+        res = ours.total()
         print(f"[{name}] {res.line()}")
         if cpu := res.cpu_line():
             print(f"[{name}] {cpu}")
-        print(f"[{name}] ratio to the bare endpoint: {res.rate() / bare.rate():.2f}x")
+        print(
+            f"[{name}] ratio to the bare endpoint: {statistics.median(ratios):.2f}x "
+            f"(median of {len(ratios)} paired rounds; {min(ratios):.2f}-{max(ratios):.2f}x)"
+        )
         print(
             f"[{name}] queued at upload: {len(ids) - len(unqueued)} of {len(ids)}"
             + (" (the rest enqueued by one sweep)" if unqueued else "")
@@ -410,8 +326,8 @@ def run_backend(
         backends.close()
 
 
-def run_bare(args: argparse.Namespace, photos: list[bytes], points: list, work: Path) -> Result:
-    """The baseline: the same load against the bare file-writing endpoint."""
+def start_bare(args: argparse.Namespace, photos: list[bytes], points: list, work: Path) -> Server:
+    """The baseline server: the bare file-writing endpoint."""
     out = work / "bare"
     out.mkdir()
     env = dict(os.environ, BENCH_BARE_DIR=str(out))
@@ -426,28 +342,29 @@ def run_bare(args: argparse.Namespace, photos: list[bytes], points: list, work: 
     ]
     proc = Proc(argv, env, work / "bare.log")
     try:
-        proc.wait_http(f"http://127.0.0.1:{port}/healthz")
-        warm, res = load(
-            f"http://127.0.0.1:{port}/api/v1/reports",
-            Uploads(photos, points, "bare"),
-            args.seconds,
-            args.concurrency,
-            "bare",
-            proc,
-        )
-    finally:
+        return Server("bare", proc, port, Uploads(photos, points, "bare"))
+    except BaseException:
         proc.stop()
-    stored = sum(1 for _ in out.iterdir())
-    print(f"[bare] {res.line()} · files written {stored} = {warm.accepted + res.accepted} accepted")
+        raise
+
+
+def stop_bare(bare: Server, work: Path) -> None:
+    """Stop the baseline server and print what all its measured phases saw."""
+    bare.proc.stop()
+    if not bare.phases:
+        return
+    res = bare.total()
+    stored = sum(1 for _ in (work / "bare").iterdir())
+    print(f"[bare] {res.line()} · files written {stored} = {len(bare.ids()[0])} accepted")
     if cpu := res.cpu_line():
         print(f"[bare] {cpu}")
-    return res
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seconds", type=float, default=8.0, help="one measured phase")
+    p.add_argument("--rounds", type=int, default=3, help="paired bare/ours phases per backend")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--backends", default="default,scaled")
     p.add_argument("--api-workers", type=int, default=2, help="uvicorn processes, both servers")
@@ -468,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         points = city_points()
         mean = statistics.mean(len(x) for x in photos) / 1e6
         print(
-            f"ingest bench: {args.seconds:.0f} s per run, {args.concurrency} concurrent clients,"
+            f"ingest bench: {args.rounds} rounds of {args.seconds:.0f} s per server, {args.concurrency} concurrent clients,"
             f" {args.api_workers} API process(es) per server, {len(photos)} real photos "
             f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} ({mean:.2f} MB mean), every upload distinct"
         )
@@ -476,9 +393,12 @@ def main(argv: list[str] | None = None) -> int:
             from ingest_profile import profile
 
             profile(photos, points, work)
-        bare = run_bare(args, photos, points, work)
-        for name in args.backends.split(","):
-            run_backend(name.strip(), args, photos, points, work, bare)
+        bare = start_bare(args, photos, points, work)
+        try:
+            for name in args.backends.split(","):
+                run_backend(name.strip(), args, photos, points, work, bare)
+        finally:
+            stop_bare(bare, work)
     finally:
         if args.keep:
             print(f"work folder kept: {work}")
