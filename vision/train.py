@@ -51,6 +51,10 @@ PHONE_AUGMENT: dict[str, Any] = {
 }
 
 
+# Learning rate of a fine-tune (AdamW, decaying linearly to 1 % of it over the run).
+FINE_TUNE_LR0 = 0.001
+
+
 def train_detector(
     data_yaml: Path,
     run_dir: Path,
@@ -84,9 +88,14 @@ def train_detector(
             if not init_weights.exists():
                 raise ModelUnavailable(f"weights to fine-tune from not found: {init_weights}")
             model = model.load(str(init_weights))
-        # A fine-tune starts from trained weights: three warm-up epochs (ultralytics' default,
-        # with a raised bias learning rate) would partly undo them; one is enough.
-        warmup = {"warmup_epochs": 1.0} if init_weights is not None else {}
+        # A fine-tune continues trained weights: no warm-up ramp (ultralytics' three epochs, or
+        # session 6's one, rebuilt from zero what the last run had reached, ~6 epochs of v5's 10),
+        # and AdamW at 0.6x the rate ultralytics' `auto` picks for a run from scratch (0.00167).
+        warmup = (
+            {"warmup_epochs": 0.0, "optimizer": "AdamW", "lr0": FINE_TUNE_LR0}
+            if init_weights is not None
+            else {}
+        )
         # Ultralytics' time mode re-estimates the epoch count after every epoch from their mean
         # duration and stops when the time is up (mid-epoch if need be, keeping the last save).
         timed = {"time": hours} if hours else {}
