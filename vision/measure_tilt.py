@@ -104,21 +104,55 @@ def block_tensors(
 
 def predicted(centres: np.ndarray, fx: float, cx: float, cy: float, pitch: float, roll: float):
     """Anisotropy (N, 2) an isotropic ground texture has at the block centres; NaN off-ground."""
-    hg = camera.ground_to_image(fx, cx, cy, pitch, roll, 1.0)
-    ground = camera.apply_homography(np.linalg.inv(hg), centres)
-    p = np.c_[ground, np.ones(len(ground))] @ hg.T
-    u, v, wz = p[:, 0] / p[:, 2], p[:, 1] / p[:, 2], p[:, 2]
-    # Jacobian of (X, Y) -> (u, v)
-    a = np.empty((len(centres), 2, 2))
-    a[:, 0, 0] = (hg[0, 0] - u * hg[2, 0]) / wz
-    a[:, 0, 1] = (hg[0, 1] - u * hg[2, 1]) / wz
-    a[:, 1, 0] = (hg[1, 0] - v * hg[2, 0]) / wz
-    a[:, 1, 1] = (hg[1, 1] - v * hg[2, 1]) / wz
-    j = np.linalg.inv(a @ a.transpose(0, 2, 1))  # image gradient tensor of isotropic texture
-    tr = j[:, 0, 0] + j[:, 1, 1]
-    e = np.stack([(j[:, 0, 0] - j[:, 1, 1]) / tr, 2 * j[:, 0, 1] / tr], -1)
+    return predicted_grid(centres, fx, cx, cy, np.array([pitch]), np.array([roll]))[0, 0]
+
+
+def ground_homographies(
+    fx: float, cx: float, cy: float, pitches: np.ndarray, rolls: np.ndarray
+) -> np.ndarray:
+    """`camera.ground_to_image(fx, cx, cy, p, r, 1.0)` for every pitch p and roll r: (P, R, 3, 3).
+
+    Its columns are the camera's view of the ground's X and Y axes and of the ground point
+    under the camera (world_from_camera's rows, the last one negated), through K."""
+    p = np.radians(np.asarray(pitches, float))[:, None]
+    r = np.radians(np.asarray(rolls, float))[None, :]
+    cp, sp, cr, sr = np.cos(p), np.sin(p), np.cos(r), np.sin(r)
+    zero = np.zeros(np.broadcast_shapes(p.shape, r.shape))
+    m = np.stack(
+        [
+            np.stack([cr + zero, -sp * sr, cp * sr], -1),
+            np.stack([-sr + zero, -sp * cr, cp * cr], -1),
+            np.stack([zero, cp + zero, sp + zero], -1),
+        ],
+        -2,
+    )
+    return camera.intrinsic_matrix(fx, cx, cy) @ m
+
+
+def predicted_grid(
+    centres: np.ndarray, fx: float, cx: float, cy: float, pitches: np.ndarray, rolls: np.ndarray
+) -> np.ndarray:
+    """`predicted` for every pitch and roll at once: (P, R, N, 2), NaN off-ground."""
+    hg = ground_homographies(fx, cx, cy, pitches, rolls)[:, :, None]  # (P, R, 1, 3, 3)
+    hi = np.linalg.inv(hg)
+    x, y = np.asarray(centres, float).reshape(-1, 2).T  # (N,) each: broadcast over the grid
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # The block centres on the ground (X, Y); 1 / w is the homogeneous scale they have
+        # when mapped back into the image (negative: the ray points away from the ground).
+        w = hi[..., 2, 0] * x + hi[..., 2, 1] * y + hi[..., 2, 2]
+        gx = (hi[..., 0, 0] * x + hi[..., 0, 1] * y + hi[..., 0, 2]) / w
+        gy = (hi[..., 1, 0] * x + hi[..., 1, 1] * y + hi[..., 1, 2]) / w
+        # Jacobian A of (X, Y) -> (u, v); the image gradient tensor of an isotropic texture is
+        # (A A^T)^-1, whose normalised anisotropy is that of A A^T with the sign turned.
+        a00 = (hg[..., 0, 0] - x * hg[..., 2, 0]) * w
+        a01 = (hg[..., 0, 1] - x * hg[..., 2, 1]) * w
+        a10 = (hg[..., 1, 0] - y * hg[..., 2, 0]) * w
+        a11 = (hg[..., 1, 1] - y * hg[..., 2, 1]) * w
+        m00, m11, m01 = a00**2 + a01**2, a10**2 + a11**2, a00 * a10 + a01 * a11
+        tr = m00 + m11
+        e = np.stack([(m11 - m00) / tr, -2 * m01 / tr], -1)
     # Rays that miss the ground, or graze it beyond ~40 camera heights, predict nothing usable.
-    bad = (wz <= 0) | (np.hypot(ground[:, 0], ground[:, 1]) > 40.0)
+    bad = ~(w > 0) | ~(np.hypot(gx, gy) <= 40.0)
     e[bad] = np.nan
     return e
 
@@ -165,13 +199,12 @@ def read_tilt(
     d0 = e - GAIN * predicted(centres, fx, cx, cy, pose.pitch_deg, pose.roll_deg)
     tau2 = max(float(np.minimum(np.nan_to_num((d0**2).sum(-1), nan=CAP), CAP).mean()) / 2, 1e-6)
     pen = tau2 * GAIN_INFLATE / GAIN_SIGMA**2  # cost = sum of residuals + pen * (g - GAIN)^2
-    cost = np.empty((len(pitches), len(rolls)))
-    for i, p in enumerate(pitches):
-        for k, r in enumerate(rolls):
-            ep = predicted(centres, fx, cx, cy, float(p), float(r))
-            ok = np.isfinite(ep[:, 0])  # blocks this pose puts in the sky cost the cap
-            g = ((e[ok] * ep[ok]).sum() + pen * GAIN) / ((ep[ok] ** 2).sum() + pen)
-            g = min(max(g, GAIN_LIMITS[0]), GAIN_LIMITS[1])
-            r2 = np.nan_to_num(((e - g * ep) ** 2).sum(-1), nan=CAP)
-            cost[i, k] = np.minimum(r2, CAP).sum() + pen * (g - GAIN) ** 2
+    # Every pose of the grid at once: the gain fitted per pose, then the capped residuals.
+    ep = predicted_grid(centres, fx, cx, cy, pitches, rolls)  # (P, R, N, 2)
+    ok = np.isfinite(ep[..., :1])  # blocks a pose puts in the sky cost the cap
+    epz = np.where(ok, ep, 0.0)
+    g = ((e * epz).sum((-1, -2)) + pen * GAIN) / ((epz**2).sum((-1, -2)) + pen)
+    g = np.clip(g, GAIN_LIMITS[0], GAIN_LIMITS[1])
+    r2 = np.nan_to_num(((e - g[..., None, None] * ep) ** 2).sum(-1), nan=CAP)
+    cost = np.minimum(r2, CAP).sum(-1) + pen * (g - GAIN) ** 2
     return TiltReading(pitches, rolls, cost, len(centres))

@@ -123,3 +123,38 @@ def test_upward_pose_and_wall_ignore_the_texture(photo: np.ndarray) -> None:
     assert wall.method == "wall-distance" and "road texture" not in wall.assumptions
     with pytest.raises(InvalidArgument, match="uint8"):
         read_tilt(photo[..., 0], FX, (W, H), up)
+
+
+def _anisotropy_one_pose(centres: np.ndarray, pitch: float, roll: float) -> np.ndarray:
+    """The slow, plain reading of one pose (what read_tilt did pose by pose before the grid was
+    vectorised): map each centre to the ground and back, invert A A^T per block."""
+    hg = camera.ground_to_image(FX, W / 2, H / 2, pitch, roll, 1.0)
+    ground = camera.apply_homography(np.linalg.inv(hg), centres)
+    p = np.c_[ground, np.ones(len(ground))] @ hg.T
+    u, v, wz = p[:, 0] / p[:, 2], p[:, 1] / p[:, 2], p[:, 2]
+    a = np.empty((len(centres), 2, 2))
+    for r, q in ((0, u), (1, v)):
+        for c in (0, 1):
+            a[:, r, c] = (hg[r, c] - q * hg[2, c]) / wz
+    j = np.linalg.inv(a @ a.transpose(0, 2, 1))
+    tr = j[:, 0, 0] + j[:, 1, 1]
+    e = np.stack([(j[:, 0, 0] - j[:, 1, 1]) / tr, 2 * j[:, 0, 1] / tr], -1)
+    e[(wz <= 0) | (np.hypot(ground[:, 0], ground[:, 1]) > 40.0)] = np.nan
+    return e
+
+
+def test_the_pose_grid_reads_every_pose_as_one_pose_at_a_time_would() -> None:
+    from vision.measure_tilt import predicted_grid
+
+    rng = np.random.default_rng(3)
+    centres = rng.uniform((0, 0), (W, H), (120, 2))
+    pitches, rolls = np.array([2.0, 25.0, 38.0, 70.0, 89.0]), np.array([-20.0, 0.0, 7.5])
+    grid = predicted_grid(centres, FX, W / 2, H / 2, pitches, rolls)
+    assert grid.shape == (5, 3, 120, 2)
+    for i, p in enumerate(pitches):
+        for k, r in enumerate(rolls):
+            want = _anisotropy_one_pose(centres, p, r)
+            np.testing.assert_array_equal(np.isnan(grid[i, k]), np.isnan(want))
+            np.testing.assert_allclose(grid[i, k], want, atol=1e-9)
+    # At a low pitch the top of the frame looks above the horizon: those blocks read nothing.
+    assert np.isnan(grid[0, 1, :, 0]).any() and not np.isnan(grid[3, 1, :, 0]).any()
