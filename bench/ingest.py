@@ -1,15 +1,16 @@
 """Ingest benchmark: concurrent ~1 MB photo uploads over real HTTP to `streetlens serve`, next
 to a bare FastAPI endpoint that only writes the file (the baseline, measured in the same run).
 
-    python bench/ingest.py [--seconds 8] [--rounds 3] [--concurrency 16]
-                           [--backends default,scaled] [--api-workers 2] [--profile]
+    python bench/ingest.py [--seconds 8] [--rounds 3] [--concurrency 16] [--warm-up 4]
+                           [--backends default,scaled] [--api-workers 2] [--no-drain] [--profile]
 
 Both servers run side by side; for each backend set the load goes `--rounds` times to the bare
 endpoint and to StreetLens in turn (the order flips every round, so a drift in the machine's
 speed, which moves the bare endpoint between ~200 and ~310/s within minutes, falls on both).
 It prints each round's pair, accepted/s and p50/p99 latency over all its phases, and the ratio
-to the bare endpoint as the median of the rounds' ratios; then runs the detector worker(s) until the queue drains (after the load, as on separate
-machines: on a small machine the worker would compete with ingestion) and checks that
+to the bare endpoint as the median of the rounds' ratios. Then it runs the detector worker(s)
+until the queue drains (after the load, as on separate machines: on a small machine the worker
+would compete with ingestion; ~3 s a photo on 2 cores, so drain small loads) and checks that
 accepted = cases = stored photos = processed. `default` is SQLite (also the queue: no broker)
 + a local folder; `scaled` is a private PostgreSQL + PostGIS, a private redis-server and S3 on
 moto's server. `--profile` times each step of the upload path in-process.
@@ -226,7 +227,7 @@ class Server:
     def measure(self, args: argparse.Namespace) -> Result:
         """One measured phase (after the warm-up, the first time)."""
         if self.warm is None:
-            self.warm = warm_up(self.url, self.uploads, args.concurrency, self.label)
+            self.warm = warm_up(self.url, self.uploads, args.concurrency, self.label, args.warm_up)
         res = measured(
             self.url, self.uploads, args.seconds, args.concurrency, self.label, self.proc
         )
@@ -365,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=8.0, help="one measured phase")
     p.add_argument("--rounds", type=int, default=3, help="paired bare/ours phases per backend")
+    p.add_argument(
+        "--warm-up", type=float, default=4.0, help="seconds of warm-up per server (at least)"
+    )
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--backends", default="default,scaled")
     p.add_argument("--api-workers", type=int, default=2, help="uvicorn processes, both servers")
@@ -385,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         points = city_points()
         mean = statistics.mean(len(x) for x in photos) / 1e6
         print(
-            f"ingest bench: {args.rounds} rounds of {args.seconds:.0f} s per server, {args.concurrency} concurrent clients,"
+            f"ingest bench: {args.rounds} rounds of {args.seconds:.0f} s per server, "
+            f"{args.concurrency} concurrent clients,"
             f" {args.api_workers} API process(es) per server, {len(photos)} real photos "
             f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} ({mean:.2f} MB mean), every upload distinct"
         )

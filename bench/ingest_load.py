@@ -145,17 +145,21 @@ def measured(
     return res
 
 
-def warm_up(url: str, uploads: Bodies, concurrency: int, label: str) -> Result:
+def warm_up(
+    url: str, uploads: Bodies, concurrency: int, label: str, seconds: float = 4.0
+) -> Result:
     """Uploads until the server answers fast; what it accepted meanwhile still counts."""
     # A new connection per warm-up request reaches every API process, so each has loaded the
     # city's layers (seconds, on its first upload) before the clock starts.
     # On a busy machine that takes longer than one round: warm up until uploads answer fast.
     os.sync()
-    warm = asyncio.run(_load(url, uploads, 4.0, concurrency, f"{label} warm-up", keepalive=False))
+    warm = asyncio.run(
+        _load(url, uploads, seconds, concurrency, f"{label} warm-up", keepalive=False)
+    )
     for _ in range(15):
         if warm.latencies_s and statistics.median(warm.latencies_s) < 1.0:
             break
-        more = asyncio.run(_load(url, uploads, 4.0, concurrency, f"{label} warm-up", False))
+        more = asyncio.run(_load(url, uploads, seconds, concurrency, f"{label} warm-up", False))
         warm.latencies_s, warm.ids, warm.unqueued = (
             more.latencies_s,
             warm.ids + more.ids,
