@@ -139,7 +139,10 @@ def _worker_cmd(concurrency: int) -> list[str]:
 def cmd_worker(args: argparse.Namespace) -> int:
     """streetlens worker: claims cases from the case store (the default), or a Celery worker
     on the configured broker (task_queue = celery)."""
+    from vision import threads
+
     settings = _settings(args)
+    threads.share(args.concurrency)  # N processes split the cores, not N x cores threads
     if settings.task_queue == "store":
         from pipeline.storequeue import main
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 from kombu.transport.sqlalchemy import Transport as SqlaTransport
 
 from pipeline.context import Context
@@ -94,6 +94,9 @@ def worker_context() -> Context:
 def warm_up(ctx: Context) -> None:
     """Load the detector and city layers before the first task, not during it; start the
     worker's metrics server and notifier when configured."""
+    from vision import threads
+
+    threads.apply()  # this process's share of the cores (vision/threads.py)
     _ = ctx.detector, ctx.geo
     if ctx.settings.worker_metrics_port:
         from prometheus_client import start_http_server
@@ -110,6 +113,14 @@ def warm_up(ctx: Context) -> None:
 @worker_ready.connect
 def _warm_up(**_: object) -> None:
     warm_up(worker_context())
+
+
+@worker_process_init.connect
+def _share_cores(**_: object) -> None:
+    # A prefork child: its own share of the cores, whatever the parent set before forking.
+    from vision import threads
+
+    threads.apply()
 
 
 class LeaseKeeper(threading.Thread):

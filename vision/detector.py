@@ -4,7 +4,6 @@ and the ONNX Runtime implementation (OpenVINO: vision/detector_openvino.py)."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import cv2
 import numpy as np
 
 from vision.errors import InvalidArgument, ModelUnavailable
+from vision.threads import budget as thread_budget
 from vision.types import Detections
 
 PAD_VALUE = 114  # ultralytics' letterbox grey; the model was trained with it
@@ -137,7 +137,7 @@ class OnnxSegDetector(YoloSegDetector):
                 "vision.train.export_onnx or point the settings at an existing model.onnx"
             )
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or _usable_cores()
+        opts.intra_op_num_threads = threads or thread_budget()
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
@@ -162,14 +162,6 @@ class OnnxSegDetector(YoloSegDetector):
     def _infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         preds, protos = self._session.run(None, {self._input_name: tensor})
         return preds, protos
-
-
-def _usable_cores() -> int:
-    # os.cpu_count() is the host's count; a container or taskset may allow fewer.
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _letterbox(rgb: np.ndarray, imgsz: tuple[int, int]) -> tuple[np.ndarray, _Letterbox]:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.detector import YoloSegDetector, _usable_cores
+from vision.detector import YoloSegDetector
 from vision.errors import InvalidArgument, ModelUnavailable
+from vision.threads import budget as thread_budget
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class OpenVinoSegDetector(YoloSegDetector):
             # Both cores for one photo at a time (the serving pattern). f32 (the default) so
             # results match ultralytics and ONNX Runtime, which OpenVINO would not give on a
             # CPU with bf16 units unless told; bf16 when asked (backend openvino-bf16).
-            "INFERENCE_NUM_THREADS": threads or _usable_cores(),
+            "INFERENCE_NUM_THREADS": threads or thread_budget(),
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
             "INFERENCE_PRECISION_HINT": precision,

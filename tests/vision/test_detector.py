@@ -336,3 +336,15 @@ def test_parity_with_ultralytics_predict(
     assert compared >= PARITY_MIN_COMPARED, f"only {compared} detections compared at {conf}"
     worst = min(ious, default=(1.0, ""))
     assert worst[0] >= MASK_IOU_MIN, f"mask IoU {worst[0]:.3f} on {worst[1]} ({len(ious)} masks)"
+
+
+def test_openvino_runs_on_the_process_share_of_the_cores(
+    fixed_head: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vision.detector_openvino import OpenVinoSegDetector
+    from vision.threads import ENV
+
+    monkeypatch.setenv(ENV, "1")  # what `streetlens worker --concurrency 2` gives each on 2 cores
+    det = OpenVinoSegDetector(as_openvino(fixed_head), NAMES, conf=0.25)
+    assert int(det._compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+    assert len(det.detect(blank(480, 640))) > 0  # and still finds what it found before
