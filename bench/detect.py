@@ -37,6 +37,7 @@ from vision.detector_select import (  # noqa: E402
     resolve_backend,
 )
 from vision.image import decode  # noqa: E402
+from vision.threads import usable_cores  # noqa: E402
 
 SIZE = (4000, 3000)
 TARGET_RATIO, TARGET_RATE = 2.5, 15.0
@@ -153,7 +154,7 @@ def main() -> int:
         note = "  (the served runtime here)" if name == served else ""
         goal = f"target >= {TARGET_RATIO}x and >= {TARGET_RATE:.0f} photos/s"
         print(f"          {goal}: {verdict}{note}")
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     print(f"({cores} cores; load average {os.getloadavg()[0]:.1f} while measuring)")
     return 0
 

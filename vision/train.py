@@ -28,9 +28,11 @@ def prepare_ultralytics(config_dir: Path, threads: int | None = None) -> None:
     import torch
     import ultralytics.utils.torch_utils as tu
 
+    from vision.threads import budget
+
     # ultralytics resets torch to cpu_count - 1 threads in select_device (one thread on a
     # 2-core machine); both cores train ~1.6x faster.
-    n = threads or os.cpu_count() or 1
+    n = threads or budget()
     tu.NUM_THREADS = n
     torch.set_num_threads(n)
 
@@ -91,7 +93,7 @@ def train_detector(
         # A fine-tune continues trained weights: no warm-up ramp (ultralytics' three epochs, or
         # session 6's one, rebuilt from zero what the last run had reached, ~6 epochs of v5's 10),
         # and AdamW at 0.6x the rate ultralytics' `auto` picks for a run from scratch (0.00167).
-        warmup = (
+        fine_tune = (
             {"warmup_epochs": 0.0, "optimizer": "AdamW", "lr0": FINE_TUNE_LR0}
             if init_weights is not None
             else {}
@@ -115,7 +117,7 @@ def train_detector(
             plots=plots,
             verbose=False,
             **PHONE_AUGMENT,
-            **warmup,
+            **fine_tune,
             **timed,
         )
     best = run_dir / "weights" / "best.pt"
