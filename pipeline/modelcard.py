@@ -12,6 +12,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.frozen_split import FROZEN_FILE, check_frozen_split, frozen_sets
+from pipeline.model_charts import TRAINING_PNG, can_draw, redraw_history, training_chart
 from pipeline.registry import ModelVersion, load_registry, save_registry
 from vision.dataset import Source
 
@@ -147,11 +148,15 @@ def register_run(
         file = resolve_backend(out, backend)[1]
         saved = metrics | {"model_digest": model_digest(mv, file), "split_digest": frozen.digest}
         (out / FROZEN_REPORT).write_text(json.dumps(saved, indent=1))
+    curves = None
+    if can_draw():
+        curves = training_chart(run_dir, out / TRAINING_PNG, f"Detector {version}: training run")
     (out / "card.md").write_text(
         _card(
             version, classes, trained_on, metrics, train_args, epochs_done, conf, split_name, init
         )
         + _int8_section(metrics, int8_metrics)
+        + (_CURVES_SECTION.format(png=TRAINING_PNG) if curves is not None else "")
     )
 
     reg = load_registry(models_dir)
@@ -172,6 +177,7 @@ def register_run(
     if first:
         det_reg["served"] = version
     save_registry(models_dir, reg)
+    redraw_history(models_dir)
     print(f"registered detector {version} in {models_dir / 'registry.yaml'}", file=sys.stderr)
     if serve and not first:
         if frozen is None:
@@ -183,6 +189,16 @@ def register_run(
 
         promote(models_dir, version, sources, backend=backend, progress=progress)
     return out
+
+
+_CURVES_SECTION = """
+## Training curves
+
+Validation mAP50 (ultralytics val on every source's val split) and losses per epoch of this
+run; `../history.png` shows every version's numbers on the frozen split.
+
+![training curves]({png})
+"""
 
 
 def _epochs_done(run_dir: Path) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError, PromotionRefused
 from pipeline.frozen_split import FROZEN_FILE, FrozenSplit, check_frozen_split, frozen_sets
+from pipeline.model_charts import redraw_history
 from pipeline.registry import ModelVersion, load_registry, model_version, save_registry
 from vision.dataset import Source
 
@@ -160,6 +161,7 @@ def promote(
     if decision != "refused":
         d["served"] = version
     save_registry(models_dir, reg)
+    redraw_history(models_dir)  # the served version's mark moves (refusals are on record too)
     if decision == "refused":
         raise PromotionRefused(
             f"detector {version} is worse than the served {served} on the frozen split: "

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -106,6 +107,10 @@ def test_train_export_serve_evaluate_promote(
     assert "**crew-verified-toy** — the city's records" in card
     assert "fine-tuned from `models/detector/t0/weights.pt`" in card
     assert "crew-verified-toy" not in metrics["sources"]
+    # Drawn for the analyst: the run's curves beside the card, every version's numbers.
+    assert "![training curves](training.png)" in card
+    assert cv2.imread(str(out / "training.png")).shape == (360, 1000, 3)
+    assert cv2.imread(str(models / "detector" / "history.png")).shape == (400, 1000, 3)
     if nncf_installed():  # the 8-bit export, evaluated beside the float one
         assert (out / "openvino-int8" / "model.xml").is_file()
         assert "openvino-int8" in entry["exports"] and "## 8-bit export" in card
