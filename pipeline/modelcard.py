@@ -195,7 +195,8 @@ _CURVES_SECTION = """
 ## Training curves
 
 Validation mAP50 (ultralytics val on every source's val split) and losses per epoch of this
-run; `../history.png` shows every version's numbers on the frozen split.
+run; `../history.png` shows every version's headline numbers as each was evaluated when
+registered.
 
 ![training curves]({png})
 """
