@@ -26,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -64,20 +65,23 @@ def make_photos(data_dir: Path, out: Path, n: int) -> list[Path]:
     return paths
 
 
-def timed(fn, paths: list[Path], rounds: int) -> tuple[float, float, dict[str, float]]:
-    """(photos/s wall, CPU ms/photo, stage ms/photo) over rounds, after one warm-up photo."""
+Stages = dict[str, float]
+PhotoFn = Callable[[Path, Stages], None]
+
+
+def timed(fn: PhotoFn, paths: list[Path]) -> tuple[float, float, Stages]:
+    """(photos/s wall, CPU ms/photo, stage ms/photo) over one pass, after one warm-up photo."""
     fn(paths[0], {})
-    stages: dict[str, float] = {}
+    stages: Stages = {}
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    for _ in range(rounds):
-        for p in paths:
-            fn(p, stages)
-    n = rounds * len(paths)
+    for p in paths:
+        fn(p, stages)
+    n = len(paths)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return n / wall, cpu / n * 1000, {k: v / n * 1000 for k, v in stages.items()}
 
 
-def _ours(det, long_side: int):
+def _ours(det, long_side: int) -> PhotoFn:
     """Our path for one photo file: read, reduced-size decode, detect (stage times into st)."""
 
     def ours(p: Path, st: dict[str, float]) -> None:
@@ -119,7 +123,7 @@ def main() -> int:
     def baseline(p: Path, st: dict[str, float]) -> None:
         yolo.predict(str(p), imgsz=mv.imgsz, conf=mv.conf, device="cpu", verbose=False)
 
-    fns: dict[str, object] = {"baseline": baseline}
+    fns: dict[str, PhotoFn] = {"baseline": baseline}
     runtimes = {"onnx": (mv.onnx, "onnx")}
     if openvino_installed():
         xml = mv.openvino
@@ -154,10 +158,10 @@ def main() -> int:
     # order reversed every other round, so the machine's drift (other tenants, clocks) falls on
     # both sides of each ratio; the ratio is the median of the rounds'.
     names = list(fns)
-    rounds: dict[str, list[tuple[float, float, dict[str, float]]]] = {k: [] for k in names}
+    rounds: dict[str, list[tuple[float, float, Stages]]] = {k: [] for k in names}
     for r in range(args.rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            rounds[name].append(timed(fns[name], photos, 1))  # type: ignore[arg-type]
+            rounds[name].append(timed(fns[name], photos))
     base = rounds["baseline"]
     base_rate = statistics.median(x[0] for x in base)
     base_cpu = statistics.median(x[1] for x in base)

@@ -66,7 +66,6 @@ def series_keys(registry: dict[str, Any]) -> list[tuple[str, str, float | None]]
     sources are named as it names them)."""
     versions = (registry.get("detector") or {}).get("versions") or {}
     present = {k for v in versions.values() for k in (v.get("metrics") or {})}
-    known = {k: (label, target) for k, label, target in HISTORY_SERIES}
     labels = {
         "mask_map50": "mask mAP50",
         "box_map50": "box mAP50",
@@ -77,17 +76,20 @@ def series_keys(registry: dict[str, Any]) -> list[tuple[str, str, float | None]]
     for source in sorted({k.rsplit(".", 1)[0] for k in present} - drawn):
         for metric, label in labels.items():
             key = f"{source}.{metric}"
-            if key in present and key not in known:
+            if key in present:
                 out.append((key, f"{source} {label}", None))
                 break
     return out
 
 
-def history_series(registry: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
-    """Per drawn headline key: (version, value) in version order, versions lacking it left out."""
+def history_series(
+    registry: dict[str, Any], keys: list[tuple[str, str, float | None]] | None = None
+) -> dict[str, list[tuple[str, float]]]:
+    """Per drawn headline key (`keys`, default series_keys): (version, value) in version
+    order, versions lacking it left out."""
     versions = (registry.get("detector") or {}).get("versions") or {}
     series: dict[str, list[tuple[str, float]]] = {}
-    for key, _, _ in series_keys(registry):
+    for key, _, _ in series_keys(registry) if keys is None else keys:
         series[key] = [
             (v, float(versions[v]["metrics"][key]))
             for v in sorted(versions, key=_version_key)
@@ -153,7 +155,8 @@ def training_chart(run_dir: Path, out: Path, title: str) -> Path | None:
 def history_chart(registry: dict[str, Any], out: Path) -> Path | None:
     """Every version's headline numbers (as each was registered), targets dashed, the served
     version marked; None when no version has numbers."""
-    series = history_series(registry)
+    keys = series_keys(registry)
+    series = history_series(registry, keys)
     if not series:
         return None
     plt = _pyplot()
@@ -163,7 +166,7 @@ def history_chart(registry: dict[str, Any], out: Path) -> Path | None:
     )  # every version with a number, in order
     x = {v: i for i, v in enumerate(order)}
     fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
-    for key, label, target in series_keys(registry):
+    for key, label, target in keys:
         pts = series[key]
         (line,) = ax.plot([x[v] for v, _ in pts], [y for _, y in pts], marker="o", label=label)
         if target is not None:

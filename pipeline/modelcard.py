@@ -12,7 +12,13 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.frozen_split import FROZEN_FILE, check_frozen_split, frozen_sets
-from pipeline.model_charts import TRAINING_PNG, can_draw, redraw_history, training_chart
+from pipeline.model_charts import (
+    TRAINING_PNG,
+    can_draw,
+    read_results,
+    redraw_history,
+    training_chart,
+)
 from pipeline.registry import ModelVersion, load_registry, save_registry
 from vision.dataset import Source
 
@@ -203,10 +209,7 @@ registered.
 
 
 def _epochs_done(run_dir: Path) -> int:
-    results = run_dir / "results.csv"
-    if not results.exists():
-        return 0
-    return max(0, len(results.read_text().strip().splitlines()) - 1)
+    return len(read_results(run_dir).get("epoch", []))
 
 
 def _headline(metrics: dict) -> dict[str, float]:
