@@ -44,11 +44,16 @@ class _Letterbox:
 
 
 class YoloSegDetector:
-    """An exported ultralytics YOLO-seg model (fixed size, no NMS) and the one post-processing
+    """An exported ultralytics YOLO-seg model (no NMS) and the one post-processing
     every runtime shares: letterbox, confidence, class-aware NMS, boxes and mask polygons in
     image pixels. Subclasses only run the network (`_infer`)."""
 
-    imgsz: tuple[int, int]  # (height, width) of the model input
+    imgsz: tuple[int, int]  # (height, width) of the model input (its largest, when it varies)
+    # None: the input is fixed and every photo is padded to the full imgsz square. An int: the
+    # export takes any size (vision.train exports dynamic), so a photo is padded only up to a
+    # multiple of this stride, as ultralytics' own predict does (rect): a 4:3 photo runs at
+    # 416x320, ~20 % less work than the square, and the results match ultralytics' more closely.
+    stride: int | None = None
     backend: str = ""
     precision: str = "f32"  # what the network computes in (OpenVINO may run bf16)
 
@@ -59,14 +64,24 @@ class YoloSegDetector:
         self.conf = conf
         self.iou = iou
 
-    def _check_head(self, model_path: Path, shape: Sequence[object], channels: object) -> None:
-        """Refuse a model whose input is not fixed or whose head does not match the names."""
-        if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+    def _check_head(
+        self,
+        model_path: Path,
+        shape: Sequence[object],
+        channels: object,
+        metadata: dict | None = None,
+    ) -> None:
+        """Take the input size from a fixed-size model, or from its export's metadata (imgsz,
+        stride) when it takes any size; refuse a head that does not match the class names."""
+        if len(shape) != 4:
             raise ModelUnavailable(
-                f"{model_path} has input shape {list(shape)}; export with a fixed image size "
-                "(vision.train exports with dynamic=False)"
+                f"{model_path} has input shape {list(shape)}; a YOLO model takes (1, 3, H, W)"
             )
-        self.imgsz = (int(shape[2]), int(shape[3]))  # type: ignore[call-overload]
+        if all(isinstance(d, int) for d in shape[2:]):
+            self.imgsz = (int(shape[2]), int(shape[3]))  # type: ignore[call-overload]
+            self.stride = None
+        else:
+            self.imgsz, self.stride = _dynamic_size(model_path, metadata)
         if isinstance(channels, int) and channels - 4 - N_MASK_COEFFS != len(self.class_names):
             raise ModelUnavailable(
                 f"{model_path} predicts {channels - 4 - N_MASK_COEFFS} classes but "
@@ -96,7 +111,8 @@ class YoloSegDetector:
             raise InvalidArgument(f"detect needs uint8 pixels, got {rgb.dtype}")
         if rgb.shape[0] < 1 or rgb.shape[1] < 1:
             raise InvalidArgument(f"detect needs a non-empty image, got shape {rgb.shape}")
-        tensor, lb = _letterbox(np.ascontiguousarray(rgb), self.imgsz)
+        tensor, lb = _letterbox(np.ascontiguousarray(rgb), self.imgsz, self.stride)
+        input_hw = (int(tensor.shape[2]), int(tensor.shape[3]))
         preds, protos = self._infer(tensor)
         boxes, scores, classes, coeffs = _decode_boxes(
             preds[0], len(self.class_names), self.conf, self.iou
@@ -107,14 +123,15 @@ class YoloSegDetector:
         xyxy = _unletterbox(boxes, lb, w, h)
         wanted = np.ones(len(xyxy), bool) if outline is None else outline(xyxy, classes)
         polygons = [
-            _mask_polygon(c, protos[0], box, lb, self.imgsz) if want else _box_polygon(box)
+            _mask_polygon(c, protos[0], box, lb, input_hw) if want else _box_polygon(box)
             for c, box, want in zip(coeffs, xyxy, wanted, strict=True)
         ]
         return Detections(xyxy, scores, classes, polygons, self.class_names)
 
 
 class OnnxSegDetector(YoloSegDetector):
-    """An exported ultralytics YOLO-seg model (opset 17, fixed size, no NMS) on ONNX Runtime."""
+    """An exported ultralytics YOLO-seg model (opset 17, no NMS; fixed size or any) on ONNX
+    Runtime."""
 
     backend = "onnx"
 
@@ -157,15 +174,44 @@ class OnnxSegDetector(YoloSegDetector):
                 f"{model_path} has {len(outputs)} outputs; a YOLO segmentation export has 2 "
                 "(boxes and mask prototypes): export a -seg model without NMS"
             )
-        self._check_head(model_path, inp.shape, outputs[0].shape[1])
+        meta = self._session.get_modelmeta().custom_metadata_map  # ultralytics' str(value)s
+        self._check_head(model_path, inp.shape, outputs[0].shape[1], meta)
 
     def _infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         preds, protos = self._session.run(None, {self._input_name: tensor})
         return preds, protos
 
 
-def _letterbox(rgb: np.ndarray, imgsz: tuple[int, int]) -> tuple[np.ndarray, _Letterbox]:
-    """Resize keeping the aspect ratio, pad centred with grey: ultralytics' LetterBox."""
+def _dynamic_size(model_path: Path, metadata: dict | None) -> tuple[tuple[int, int], int]:
+    """((height, width), stride) of a model that takes any input size, from the metadata its
+    export wrote (ultralytics: imgsz as a list or its string, stride)."""
+    import ast
+
+    try:
+        imgsz = (metadata or {})["imgsz"]
+        if isinstance(imgsz, str):
+            imgsz = ast.literal_eval(imgsz)
+        if isinstance(imgsz, int):
+            imgsz = [imgsz, imgsz]
+        h, w = int(imgsz[0]), int(imgsz[1])
+        stride = int((metadata or {}).get("stride", 32))
+    except (KeyError, ValueError, TypeError, SyntaxError, IndexError):
+        raise ModelUnavailable(
+            f"{model_path} takes any input size but its export metadata gives no image size "
+            "(imgsz): export it with vision.train, which records it"
+        ) from None
+    if h <= 0 or w <= 0 or stride <= 0 or h % stride or w % stride:
+        raise ModelUnavailable(
+            f"{model_path}: image size {h}x{w} is not a positive multiple of stride {stride}"
+        )
+    return (h, w), stride
+
+
+def _letterbox(
+    rgb: np.ndarray, imgsz: tuple[int, int], stride: int | None = None
+) -> tuple[np.ndarray, _Letterbox]:
+    """Resize keeping the aspect ratio, pad centred with grey: ultralytics' LetterBox, padded to
+    the full imgsz (auto=False) or, given a stride, only up to a multiple of it (auto=True)."""
     h0, w0 = rgb.shape[:2]
     H, W = imgsz
     r = min(H / h0, W / w0)
@@ -173,7 +219,10 @@ def _letterbox(rgb: np.ndarray, imgsz: tuple[int, int]) -> tuple[np.ndarray, _Le
     img = rgb
     if (new_w, new_h) != (w0, h0):
         img = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    dw, dh = (W - new_w) / 2, (H - new_h) / 2
+    dw, dh = W - new_w, H - new_h
+    if stride:
+        dw, dh = dw % stride, dh % stride
+    dw, dh = dw / 2, dh / 2
     # The -0.1/+0.1 split puts an odd pixel of padding at the bottom/right, as ultralytics does.
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
@@ -235,9 +284,10 @@ def _mask_polygon(
     protos: np.ndarray,
     box: np.ndarray,
     lb: _Letterbox,
-    imgsz: tuple[int, int],
+    input_hw: tuple[int, int],
 ) -> np.ndarray:
-    """The detection's mask as its largest outer contour, in image pixels (box if empty)."""
+    """The detection's mask as its largest outer contour, in image pixels (box if empty);
+    input_hw: the (height, width) the photo was letterboxed to."""
     c, mh, mw = protos.shape
     # sigmoid(logit) > 0.5 exactly when logit > 0, so the threshold needs no sigmoid.
     logits = (coeffs.astype(np.float32) @ protos.reshape(c, -1)).reshape(mh, mw)
@@ -248,8 +298,8 @@ def _mask_polygon(
         return _box_polygon(box)
     # Sample the prototype grid straight at image resolution, only inside the box: an image
     # pixel centre (i + 0.5) sits at letterbox x = left + (i + 0.5) * gain, and prototype
-    # cell j's centre at j + 0.5 in a grid imgsz / mw times coarser (bilinear, as in F.interpolate).
-    sx, sy = mw / imgsz[1], mh / imgsz[0]
+    # cell j's centre at j + 0.5 in a grid input / mw times coarser (bilinear, as in F.interpolate).
+    sx, sy = mw / input_hw[1], mh / input_hw[0]
     affine = np.array(
         [
             [lb.gain_x * sx, 0.0, (lb.left + (ix0 + 0.5) * lb.gain_x) * sx - 0.5],

@@ -31,7 +31,8 @@ def openvino_xml(path: Path) -> Path:
 
 
 class OpenVinoSegDetector(YoloSegDetector):
-    """An ultralytics YOLO-seg model exported to OpenVINO IR (fixed size, no NMS), on the CPU."""
+    """An ultralytics YOLO-seg model exported to OpenVINO IR (no NMS; fixed size or any), on the
+    CPU."""
 
     backend = "openvino"
 
@@ -84,8 +85,8 @@ class OpenVinoSegDetector(YoloSegDetector):
         self._head_idx = ranks.index(3)
         self._proto_idx = ranks.index(4)
         ch = outputs[self._head_idx].get_partial_shape()[1]
-        self._check_head(xml, shape, ch.get_length() if ch.is_static else None)
-        config = {
+        self._check_head(xml, shape, ch.get_length() if ch.is_static else None, _metadata(xml))
+        self._config = {
             # Both cores for one photo at a time (the serving pattern). f32 (the default) so
             # results match ultralytics and ONNX Runtime, which OpenVINO would not give on a
             # CPU with bf16 units unless told; bf16 when asked (backend openvino-bf16).
@@ -94,12 +95,12 @@ class OpenVinoSegDetector(YoloSegDetector):
             "NUM_STREAMS": 1,
             "INFERENCE_PRECISION_HINT": precision,
         }
-        try:
-            self._compiled = core.compile_model(model, "CPU", config)
-        except Exception as exc:
-            raise ModelUnavailable(f"OpenVINO cannot compile {xml} for the CPU ({exc})") from None
-        self._request = self._compiled.create_infer_request()
-        self.model_path = xml
+        self._core, self._model, self.model_path = core, model, xml
+        # A model that takes any size is compiled once for each letterbox shape it meets (a
+        # few: landscape, portrait, square; ~0.2 s each), static shapes being what the CPU
+        # plugin runs fastest. Compiling the largest now checks the model and sets precision.
+        self._requests: dict[tuple[int, int], object] = {}
+        self._compiled = self._compile(self.imgsz)
         # What the CPU really runs. A bf16 hint on a CPU without bf16 units runs f32 where it
         # has AVX2 only, and bf16 emulated where it has AVX-512 (measured on a 2-core Xeon
         # without AVX512-BF16: 106 ms a photo against f32's 41; `auto` never asks for it there).
@@ -112,14 +113,45 @@ class OpenVinoSegDetector(YoloSegDetector):
                     "than f32: STREETLENS_DETECTOR_BACKEND=auto picks f32 here"
                 )
 
+    def _compile(self, hw: tuple[int, int]):
+        """The model compiled for input (1, 3, *hw) (as exported, when its size is fixed)."""
+        if self.stride is not None:
+            self._model.reshape({0: [1, 3, *hw]})
+        try:
+            compiled = self._core.compile_model(self._model, "CPU", self._config)
+        except Exception as exc:
+            raise ModelUnavailable(
+                f"OpenVINO cannot compile {self.model_path} for the CPU at {hw} ({exc})"
+            ) from None
+        self._requests[hw] = compiled.create_infer_request()
+        return compiled
+
     def _infer(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # One request per detector: callers share a detector across threads only under a lock
-        # (pipeline.context builds it once per process, workers are processes).
-        self._request.infer({0: tensor})
-        preds = self._request.get_output_tensor(self._head_idx).data
-        protos = self._request.get_output_tensor(self._proto_idx).data
+        # One request per detector and shape: callers share a detector across threads only
+        # under a lock (pipeline.context builds it once per process, workers are processes).
+        hw = (int(tensor.shape[2]), int(tensor.shape[3]))
+        if hw not in self._requests:
+            self._compile(hw)
+        request = self._requests[hw]
+        request.infer({0: tensor})  # type: ignore[attr-defined]
+        preds = request.get_output_tensor(self._head_idx).data  # type: ignore[attr-defined]
+        protos = request.get_output_tensor(self._proto_idx).data  # type: ignore[attr-defined]
         # The request reuses its output buffers on the next call: keep copies.
         return np.array(preds, copy=True), np.array(protos, copy=True)
+
+
+def _metadata(xml: Path) -> dict | None:
+    """The export's metadata.yaml beside the IR (ultralytics writes imgsz and stride there)."""
+    meta = xml.parent / "metadata.yaml"
+    if not meta.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(meta.read_text())
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 @functools.cache

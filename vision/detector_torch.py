@@ -42,7 +42,8 @@ class UltralyticsSegDetector:
         self.iou = iou
 
     def detect(self, rgb: np.ndarray) -> Detections:
-        """Objects in rgb ((H, W, 3) uint8): square letterbox, mask outlines in image pixels."""
+        """Objects in rgb ((H, W, 3) uint8): letterboxed to a stride multiple (rect), as the
+        exports are served, mask outlines in image pixels."""
         if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.dtype == np.uint8):
             raise InvalidArgument("detect needs an (H, W, 3) uint8 RGB array")
         r = self._model.predict(
@@ -50,7 +51,7 @@ class UltralyticsSegDetector:
             imgsz=self.imgsz[0],
             conf=self.conf,
             iou=self.iou,
-            rect=False,
+            rect=True,
             device="cpu",
             verbose=False,
         )[0]

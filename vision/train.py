@@ -136,11 +136,15 @@ def nncf_installed() -> bool:
 
 
 def export_onnx(weights: Path, imgsz: int, out: Path) -> Path:
-    """Export trained weights to ONNX (fixed input size, no NMS inside) at `out`."""
+    """Export trained weights to ONNX (any input size up to imgsz, no NMS inside) at `out`.
+
+    Dynamic, so that a photo runs at its letterbox's own shape (416x320 for 4:3) as in
+    ultralytics' predict, not padded to the square; imgsz and stride go in its metadata.
+    """
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
-    path = Path(model.export(format="onnx", imgsz=imgsz, dynamic=False, simplify=False, opset=17))
+    path = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False, opset=17))
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(path, out)
     return out
@@ -155,7 +159,9 @@ def export_openvino(
     int8_data: Path | None = None,
     int8_fraction: float = INT8_CALIBRATION_FRACTION,
 ) -> Path:
-    """Export trained weights to OpenVINO IR (fixed input size, no NMS) as out_dir/model.xml.
+    """Export trained weights to OpenVINO IR (any input size, no NMS) as out_dir/model.xml,
+    with metadata.yaml (imgsz, stride) beside it: the detector compiles it for each letterbox
+    shape it meets.
 
     fp16 stores the weights at half precision (half the size on disk); OpenVINO computes in
     f32 on the CPU all the same (vision.detector_openvino asks for it). With `int8_data` (a
@@ -178,7 +184,7 @@ def export_openvino(
         precision = {"quantize": 8, "data": str(int8_data), "fraction": int8_fraction}
     else:
         precision = {"quantize": 16 if fp16 else 32}
-    exported = Path(model.export(format="openvino", imgsz=imgsz, dynamic=False, **precision))
+    exported = Path(model.export(format="openvino", imgsz=imgsz, dynamic=True, **precision))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)

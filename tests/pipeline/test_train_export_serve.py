@@ -132,8 +132,10 @@ def test_train_export_serve_evaluate_promote(
     for backend in ("onnx", *(["openvino"] if openvino_installed() else [])):
         det = load_detector(served.path, served.class_names, backend=backend, conf=0.0)
         assert det.backend == backend
-        found = det.detect(np.full((64, 64, 3), 140, np.uint8))
-        assert len(found) == len(found.polygons)  # runs end to end, well-formed output
+        assert det.imgsz == (64, 64) and det.stride == 32  # exported to take any size
+        for shape in ((64, 64, 3), (32, 64, 3), (64, 20, 3)):  # run at 64x64, 32x64, 64x32
+            found = det.detect(np.full(shape, 140, np.uint8))
+            assert len(found) == len(found.polygons)  # runs end to end, well-formed output
 
     # `streetlens evaluate` on a source and on a plain folder of photos (all negatives).
     monkeypatch.setenv("STREETLENS_MODELS_DIR", str(models))

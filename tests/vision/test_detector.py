@@ -214,10 +214,46 @@ def test_letterbox_matches_ultralytics(ultralytics_ready: None, shape: tuple[int
     from ultralytics.data.augment import LetterBox
 
     rgb = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    tensor, _ = _letterbox(rgb, (IMGSZ, IMGSZ))
-    ref = LetterBox((IMGSZ, IMGSZ), auto=False, stride=32)(image=rgb[..., ::-1].copy())
-    ref_tensor = ref[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-    np.testing.assert_array_equal(tensor, ref_tensor)
+    for stride, auto in ((None, False), (32, True)):
+        tensor, _ = _letterbox(rgb, (IMGSZ, IMGSZ), stride)
+        ref = LetterBox((IMGSZ, IMGSZ), auto=auto, stride=32)(image=rgb[..., ::-1].copy())
+        ref_tensor = ref[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        np.testing.assert_array_equal(tensor, ref_tensor)
+        if stride:  # padded only up to a multiple of the stride: 480x640 runs at 320x416
+            assert tensor.shape[2] % 32 == 0 and tensor.shape[3] % 32 == 0
+
+
+@pytest.mark.slow
+def test_dynamic_export_needs_its_metadata(served_model: Path, tmp_path: Path) -> None:
+    """An export that takes any size is refused, with the reason, without the image size its
+    metadata gives; with it, the detector runs a landscape and a portrait photo at their own
+    letterbox shapes."""
+    pytest.importorskip("openvino")
+    import shutil
+
+    import yaml
+
+    from vision.detector_openvino import OpenVinoSegDetector
+    from vision.train import export_openvino
+
+    meta = yaml.safe_load((served_model / "meta.yaml").read_text())
+    xml = export_openvino(served_model / "weights.pt", meta["imgsz"], tmp_path / "ov")
+    det = OpenVinoSegDetector(xml, meta["class_names"], conf=0.01)
+    assert det.stride == 32 and det.imgsz == (meta["imgsz"], meta["imgsz"])
+    rgb = decode(parity_photos()[0].read_bytes()).rgb
+    for photo in (rgb, np.ascontiguousarray(np.rot90(rgb))):
+        found = det.detect(photo)
+        h, w = photo.shape[:2]
+        assert len(found) and (found.xyxy[:, [2]] <= w).all() and (found.xyxy[:, [3]] <= h).all()
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ("model.xml", "model.bin"):
+        shutil.copy(xml.parent / f, bare / f)
+    with pytest.raises(ModelUnavailable, match="no image size"):
+        OpenVinoSegDetector(bare / "model.xml", meta["class_names"])
+    (bare / "metadata.yaml").write_text("imgsz: [416, 400]\nstride: 32\n")
+    with pytest.raises(ModelUnavailable, match="multiple of stride"):
+        OpenVinoSegDetector(bare / "model.xml", meta["class_names"])
 
 
 def parity_photos() -> list[Path]:
@@ -264,7 +300,8 @@ def test_parity_with_ultralytics_predict(
     served_model: Path, ultralytics_ready: None, backend: str, tmp_path: Path
 ) -> None:
     """Same photo, same detections as YOLO(weights.pt).predict, within the stated tolerances,
-    on ONNX Runtime and on OpenVINO (its own export from the weights, fp16-stored weights)."""
+    on ONNX Runtime (the served export) and on OpenVINO (a fresh export from the weights, as
+    vision.train makes them now: any input size, fp16-stored weights)."""
     import yaml
     from ultralytics import YOLO
 
@@ -273,6 +310,8 @@ def test_parity_with_ultralytics_predict(
     meta = yaml.safe_load((served_model / "meta.yaml").read_text())
     names = meta["class_names"]
     photos = [(p.name, decode(p.read_bytes()).rgb) for p in parity_photos()]
+    # A portrait photo too: a model that takes any size runs it at another shape.
+    photos.append((f"{photos[0][0]} turned", np.ascontiguousarray(np.rot90(photos[0][1]))))
     conf = parity_threshold(served_model / "model.onnx", names, [rgb for _, rgb in photos])
     near_threshold = conf * (1 + CONF_BAND_REL)
     model = served_model / "model.onnx"
@@ -280,25 +319,26 @@ def test_parity_with_ultralytics_predict(
         pytest.importorskip("openvino")
         from vision.train import export_openvino
 
-        model = served_model / "openvino" / "model.xml"
-        if not model.exists():
-            model = export_openvino(served_model / "weights.pt", meta["imgsz"], tmp_path / "ov")
+        model = export_openvino(served_model / "weights.pt", meta["imgsz"], tmp_path / "ov")
     ours = load_detector(model, names, conf=conf, iou=0.5)
     assert ours.backend == backend
     assert ours.imgsz == (meta["imgsz"], meta["imgsz"])
+    if backend == "openvino":
+        assert ours.stride == 32  # runs each photo at its letterbox's own shape
     theirs = YOLO(str(served_model / "weights.pt"))
     compared, ious = 0, []
     for name, rgb in photos:
         got = ours.detect(rgb)
-        # rect=False: by default ultralytics pads a .pt model's input only to a stride multiple;
-        # the exported model (and we) pad to the full square. retina_masks: ultralytics then
-        # samples the prototypes at image resolution, as we do, instead of at input resolution.
+        # rect: ultralytics pads a .pt model's input only to a stride multiple, as we do with
+        # an export that takes any size; a fixed-size export (and we with it) pads to the full
+        # square. retina_masks: ultralytics then samples the prototypes at image resolution, as
+        # we do, instead of at input resolution.
         ref = theirs.predict(
             rgb[..., ::-1].copy(),
             imgsz=meta["imgsz"],
             conf=conf,
             iou=0.5,
-            rect=False,
+            rect=ours.stride is not None,
             retina_masks=True,
             device="cpu",
             verbose=False,

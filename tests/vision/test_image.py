@@ -207,8 +207,12 @@ def test_orientation_6_turns_portrait_upright() -> None:
     assert out.rgb[:8, :8, 0].mean() < 50
 
 
-def test_reduced_decode_uses_jpeg_draft(big_jpeg: bytes, draft_spy: list[dict]) -> None:
-    out = decode(big_jpeg, target_long_side=1000)
+# 1024: 1/4 of 4000 px is 1000, within DRAFT_SLACK under the target: kept, not stretched.
+@pytest.mark.parametrize("target", [1000, 1024])
+def test_reduced_decode_uses_jpeg_draft(
+    big_jpeg: bytes, draft_spy: list[dict], target: int
+) -> None:
+    out = decode(big_jpeg, target_long_side=target)
     assert out.rgb.shape == (750, 1000, 3)
     assert out.scale == pytest.approx(0.25)
     assert (out.capture.width_px, out.capture.height_px) == (4000, 3000)
