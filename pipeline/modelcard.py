@@ -250,6 +250,17 @@ way (box F1 {f1_8:.3f} on all evaluation photos; float: {conf}).
 """
 
 
+def _augment_text(train_args: dict) -> str:
+    """The run's augmentations as its args.yaml records them (ultralytics' and Albumentations')."""
+    keys = ("degrees", "translate", "scale", "shear", "perspective", "fliplr", "hsv_v", "mosaic")
+    parts = [f"{k} {train_args[k]}" for k in keys if train_args.get(k)]
+    for t in train_args.get("augmentations") or []:
+        t = t.get("transform", t) if isinstance(t, dict) else {}
+        if name := t.get("__class_fullname__"):
+            parts.append(f"{name} p={t.get('p')}")
+    return ", ".join(parts) or "none recorded"
+
+
 def _epochs_text(done: int, train_args: dict) -> str:
     """How long it trained: epochs of those planned, or in the time it was given."""
     if train_args.get("time"):
@@ -309,7 +320,7 @@ def _card(
 Segmentation detector for {", ".join(classes)}: ultralytics `{train_args.get("model")}` trained
 by `streetlens train` (no hub weights){f", fine-tuned from `{init}`" if init else ""},
 {_epochs_text(epochs_done, train_args)}, at {train_args.get("imgsz")} px,
-batch {train_args.get("batch")}, on CPU. Served from
+batch {train_args.get("batch")}, on CPU. Augmentations: {_augment_text(train_args)}. Served from
 its OpenVINO export (`openvino/model.xml`) when OpenVINO is installed, else its ONNX export
 (`model.onnx`) by ONNX Runtime: the same post-processing either way.
 

@@ -37,7 +37,8 @@ def prepare_ultralytics(config_dir: Path, threads: int | None = None) -> None:
     torch.set_num_threads(n)
 
 
-# Augmentations for phone photos: tilted horizons, any distance, motion blur, dusk and glare.
+# Augmentations for phone photos: tilted horizons, any distance, dusk and glare (ultralytics'
+# own), and the blur, compression and noise of phone_pixel_augmentations().
 PHONE_AUGMENT: dict[str, Any] = {
     "degrees": 10.0,
     "translate": 0.1,
@@ -51,6 +52,28 @@ PHONE_AUGMENT: dict[str, Any] = {
     "mosaic": 1.0,
     "close_mosaic": 3,
 }
+
+
+def phone_pixel_augmentations() -> list[Any]:
+    """What a resident's phone does to a photo, as Albumentations transforms for ultralytics'
+    hook (pixel-level only, so masks and boxes stay as they are): a shaking hand (motion blur),
+    a missed focus, a messaging app's JPEG recompression, a dark street's sensor noise, and the
+    rare grey photo. Each on a few photos in ten; ultralytics' own defaults (p=0.01 each) would
+    barely show, and without albumentations installed it drops them silently: so it is needed."""
+    try:
+        import albumentations as A
+    except ImportError:
+        raise ModelUnavailable(
+            "training needs albumentations (the train extra: scripts/setup.sh train) for its "
+            "phone-photo augmentations"
+        ) from None
+    return [
+        A.MotionBlur(blur_limit=(3, 9), p=0.15),
+        A.GaussianBlur(blur_limit=(3, 7), p=0.05),
+        A.ImageCompression(quality_range=(30, 90), p=0.2),
+        A.GaussNoise(std_range=(0.02, 0.08), p=0.1),
+        A.ToGray(p=0.02),
+    ]
 
 
 # Learning rate of a fine-tune (AdamW, decaying linearly to 1 % of it over the run).
@@ -117,6 +140,7 @@ def train_detector(
             plots=plots,
             verbose=False,
             **PHONE_AUGMENT,
+            augmentations=phone_pixel_augmentations(),
             **fine_tune,
             **timed,
         )

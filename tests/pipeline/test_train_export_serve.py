@@ -106,6 +106,8 @@ def test_train_export_serve_evaluate_promote(
     assert "Detector t1" in card and "toy-negatives" in card and "numpy" in card
     assert "**crew-verified-toy** — the city's records" in card
     assert "fine-tuned from `models/detector/t0/weights.pt`" in card
+    # The phone-photo augmentations really ran (ultralytics drops them without albumentations).
+    assert "MotionBlur p=0.15" in card and "ImageCompression p=0.2" in card
     assert "crew-verified-toy" not in metrics["sources"]
     # Drawn for the analyst: the run's curves beside the card, every version's numbers.
     assert "![training curves](training.png)" in card
