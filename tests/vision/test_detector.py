@@ -223,21 +223,35 @@ def test_letterbox_matches_ultralytics(ultralytics_ready: None, shape: tuple[int
             assert tensor.shape[2] % 32 == 0 and tensor.shape[3] % 32 == 0
 
 
+@pytest.fixture(scope="module")
+def fresh_openvino(served_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The served weights exported to OpenVINO as vision.train exports now (any input size,
+    fp16-stored weights), once for this module's tests."""
+    pytest.importorskip("openvino")
+    import yaml
+
+    from vision.train import export_openvino
+
+    meta = yaml.safe_load((served_model / "meta.yaml").read_text())
+    out = tmp_path_factory.mktemp("fresh") / "ov"
+    return export_openvino(served_model / "weights.pt", meta["imgsz"], out)
+
+
 @pytest.mark.slow
-def test_dynamic_export_needs_its_metadata(served_model: Path, tmp_path: Path) -> None:
+def test_dynamic_export_needs_its_metadata(
+    served_model: Path, fresh_openvino: Path, tmp_path: Path
+) -> None:
     """An export that takes any size is refused, with the reason, without the image size its
     metadata gives; with it, the detector runs a landscape and a portrait photo at their own
     letterbox shapes."""
-    pytest.importorskip("openvino")
     import shutil
 
     import yaml
 
     from vision.detector_openvino import OpenVinoSegDetector
-    from vision.train import export_openvino
 
     meta = yaml.safe_load((served_model / "meta.yaml").read_text())
-    xml = export_openvino(served_model / "weights.pt", meta["imgsz"], tmp_path / "ov")
+    xml = fresh_openvino
     det = OpenVinoSegDetector(xml, meta["class_names"], conf=0.01)
     assert det.stride == 32 and det.imgsz == (meta["imgsz"], meta["imgsz"])
     rgb = decode(parity_photos()[0].read_bytes()).rgb
@@ -297,7 +311,7 @@ def is_box_outline(polygon: np.ndarray, xyxy: np.ndarray) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_parity_with_ultralytics_predict(
-    served_model: Path, ultralytics_ready: None, backend: str, tmp_path: Path
+    served_model: Path, ultralytics_ready: None, backend: str, request: pytest.FixtureRequest
 ) -> None:
     """Same photo, same detections as YOLO(weights.pt).predict, within the stated tolerances,
     on ONNX Runtime (the served export) and on OpenVINO (a fresh export from the weights, as
@@ -316,10 +330,7 @@ def test_parity_with_ultralytics_predict(
     near_threshold = conf * (1 + CONF_BAND_REL)
     model = served_model / "model.onnx"
     if backend == "openvino":
-        pytest.importorskip("openvino")
-        from vision.train import export_openvino
-
-        model = export_openvino(served_model / "weights.pt", meta["imgsz"], tmp_path / "ov")
+        model = request.getfixturevalue("fresh_openvino")
     ours = load_detector(model, names, conf=conf, iou=0.5)
     assert ours.backend == backend
     assert ours.imgsz == (meta["imgsz"], meta["imgsz"])
