@@ -108,11 +108,15 @@ def train_detector(
         model = YOLO(str(last))
         model.train(resume=True, device="cpu", amp=False, workers=workers)
     else:
-        model = YOLO(model_yaml, task="segment")
         if init_weights is not None:
             if not init_weights.exists():
                 raise ModelUnavailable(f"weights to fine-tune from not found: {init_weights}")
-            model = model.load(str(init_weights))
+            # Built from the checkpoint itself, not `YOLO(yaml).load(weights)`: the YAML's model
+            # has 80 classes, so the class head's last layers (6 of 561 tensors) did not fit and
+            # every fine-tune until v9 started them from random.
+            model = YOLO(str(init_weights), task="segment")
+        else:
+            model = YOLO(model_yaml, task="segment")
         # A fine-tune continues trained weights: no warm-up ramp (ultralytics' three epochs, or
         # session 6's one, rebuilt from zero what the last run had reached, ~6 epochs of v5's 10),
         # and AdamW at 0.6x the rate ultralytics' `auto` picks for a run from scratch (0.00167).

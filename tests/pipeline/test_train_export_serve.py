@@ -80,6 +80,16 @@ def test_train_export_serve_evaluate_promote(
         summary.yaml_path, run, epochs=1, imgsz=64, batch=4, workers=0, plots=False
     )
     assert best.exists()
+    # A fine-tune (`streetlens train --init W`) starts from every tensor of W, the class head's
+    # last layers included: marked with a constant, they are still near it after an epoch (when
+    # the model was built from the YAML first, they did not fit and started from random).
+    init = _mark_class_head(best, tmp_path / "init.pt")
+    tuned = train_detector(
+        summary.yaml_path, tmp_path / "runs" / "tuned", epochs=1, imgsz=64, batch=4, workers=0,
+        plots=False, init_weights=init,
+    )  # fmt: skip
+    for layer in _class_head(tuned):
+        assert np.abs(layer.weight.detach().float().numpy() - HEAD_MARK).max() < 0.02
     # What `streetlens train --init W --add-source D` records: the card says both; the frozen
     # split and so the evaluation stay the manifest's.
     crew = Source("crew-verified-toy", tmp_path, {0: 0}, licence="the city's records")
@@ -205,6 +215,26 @@ def test_train_export_serve_evaluate_promote(
     ]
     with pytest.raises(ConfigError, match="no longer matches the frozen split"):
         promote(models, "t2", sources, progress=False)
+
+
+HEAD_MARK = 0.0123
+
+
+def _class_head(weights: Path) -> list:
+    """The detection head's last class convolutions (one per scale)."""
+    from ultralytics import YOLO
+
+    return [branch[-1] for branch in YOLO(str(weights)).model.model[-1].cv3]
+
+
+def _mark_class_head(weights: Path, out: Path) -> Path:
+    import torch
+
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    for branch in ckpt["model"].model[-1].cv3:
+        branch[-1].weight.data.fill_(HEAD_MARK)
+    torch.save(ckpt, out)
+    return out
 
 
 def _labels(root: Path, split: str) -> list[str]:
