@@ -40,7 +40,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = build_dataset(classes, sources + added, dataset_dir(cache))
     for name, counts in summary.images.items():
         inst = summary.instances[name]
-        print(f"{name:<24} images {counts}  instances {inst}", file=sys.stderr)
+        extra = summary.extra_listings.get(name)
+        weight = f"  (+{extra} repeated train listings)" if extra else ""
+        print(f"{name:<24} images {counts}  instances {inst}{weight}", file=sys.stderr)
     prepare_ultralytics(cache / "ultralytics")
     run_dir = args.run_dir or cache / "runs" / "detector"
     if not args.resume:  # for the card (`models add`): what ultralytics does not record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,11 @@ class Source:
     boxes: bool = False
     licence: str = ""
     attribution: str = ""
+    # Training weight: each train photo is listed `repeat` times (a small set among large ones
+    # is otherwise seen too rarely to be learnt), a train photo with nothing of ours on it
+    # `negatives_repeat` times (hard negatives: crack-only roads). Val photos are listed once.
+    repeat: int = 1
+    negatives_repeat: int = 1
 
 
 @dataclass
@@ -32,6 +38,8 @@ class BuildSummary:
     yaml_path: Path
     images: dict[str, dict[str, int]] = field(default_factory=dict)
     instances: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Train photos listed more than once (source weights): extra listings per source.
+    extra_listings: dict[str, int] = field(default_factory=dict)
 
 
 def load_sources(manifest: Path, data_dir: Path) -> tuple[list[str], list[Source]]:
@@ -50,9 +58,20 @@ def load_sources(manifest: Path, data_dir: Path) -> tuple[list[str], list[Source
                 boxes=bool(s.get("boxes", False)),
                 licence=s.get("licence", ""),
                 attribution=s.get("attribution", ""),
+                repeat=_repeat(s, "repeat"),
+                negatives_repeat=_repeat(s, "negatives_repeat"),
             )
         )
     return list(spec["classes"]), sources
+
+
+def _repeat(spec: dict, key: str) -> int:
+    value = spec.get(key, 1)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10:
+        raise DatasetError(
+            f"source {spec['name']!r}: {key} must be a whole number 1-10, not {value!r}"
+        )
+    return value
 
 
 def load_added_source(folder: Path, classes: list[str]) -> Source:
@@ -118,6 +137,12 @@ def build_dataset(
     for split in splits:
         img_out = out_dir / "images" / split
         lbl_out = out_dir / "labels" / split
+        # A rebuild starts clean: a listing from an earlier build (a source since dropped, a
+        # weight since lowered) would otherwise still be trained on.
+        for stale in (img_out, lbl_out):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+        (out_dir / "labels" / f"{split}.cache").unlink(missing_ok=True)
         img_out.mkdir(parents=True, exist_ok=True)
         lbl_out.mkdir(parents=True, exist_ok=True)
         for src in sources:
@@ -128,18 +153,27 @@ def build_dataset(
             for img in sorted(src_imgs.iterdir()):
                 if img.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
-                stem = f"{src.name}__{img.stem}"
-                link = img_out / f"{stem}{img.suffix.lower()}"
-                if link.is_symlink() or link.exists():
-                    link.unlink()
-                os.symlink(img.resolve(), link)
                 label = src.path / "labels" / split / f"{img.stem}.txt"
                 lines = (
                     convert_label(label.read_text(), src.class_map, src.boxes)
                     if label.exists()
                     else []
                 )
-                (lbl_out / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+                copies = 1
+                if split == "train":
+                    copies = src.repeat if lines else max(src.repeat, src.negatives_repeat)
+                for k in range(copies):
+                    stem = f"{src.name}__{img.stem}" + (f"__w{k}" if k else "")
+                    link = img_out / f"{stem}{img.suffix.lower()}"
+                    if link.is_symlink() or link.exists():
+                        link.unlink()
+                    os.symlink(img.resolve(), link)
+                    text = "\n".join(lines) + ("\n" if lines else "")
+                    (lbl_out / f"{stem}.txt").write_text(text)
+                if copies > 1:
+                    summary.extra_listings[src.name] = (
+                        summary.extra_listings.get(src.name, 0) + copies - 1
+                    )
                 n_img += 1
                 n_inst += len(lines)
             summary.images.setdefault(src.name, {})[split] = n_img
