@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -28,21 +29,31 @@ from vision.dataset import Source
 RUN_RECORD = "streetlens-run.yaml"
 
 
-def run_record_doc(init: Path | None, added: list[Source]) -> str:
-    """The run's record as YAML: its starting weights and added sources."""
+def run_record_doc(
+    init: Path | None, added: list[Source], trained_on: list[Source] | None = None
+) -> str:
+    """The run's record as YAML: its starting weights, added sources and source weights."""
     rows = [
         {"name": s.name, "path": str(s.path), "licence": s.licence, "attribution": s.attribution}
         for s in added
     ]
+    weights = {
+        s.name: {"repeat": s.repeat, "negatives_repeat": s.negatives_repeat}
+        for s in trained_on or []
+        if s.repeat > 1 or s.negatives_repeat > 1
+    }
     doc = {"init_weights": str(init) if init else None, "added_sources": rows}
+    if weights:
+        doc["source_weights"] = weights
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def read_run_record(run_dir: Path) -> tuple[str | None, list[Source]]:
-    """A run's starting weights (None: from scratch, or not recorded) and added sources."""
+def read_run_record(run_dir: Path) -> tuple[str | None, list[Source], dict[str, dict[str, int]]]:
+    """A run's starting weights (None: from scratch, or not recorded), added sources, and the
+    sources it weighted (name -> repeat, negatives_repeat; a run before weights: none)."""
     path = run_dir / RUN_RECORD
     if not path.is_file():
-        return None, []
+        return None, [], {}
     doc = yaml.safe_load(path.read_text()) or {}
     added = [
         Source(
@@ -54,7 +65,28 @@ def read_run_record(run_dir: Path) -> tuple[str | None, list[Source]]:
         )
         for r in doc.get("added_sources") or []
     ]
-    return doc.get("init_weights"), added
+    return doc.get("init_weights"), added, dict(doc.get("source_weights") or {})
+
+
+def _weighted(sources: list[Source], weights: dict[str, dict[str, int]]) -> list[Source]:
+    """The sources as the run weighted them (its record, not today's manifest)."""
+    return [
+        dataclasses.replace(
+            s,
+            repeat=int(weights.get(s.name, {}).get("repeat", 1)),
+            negatives_repeat=int(weights.get(s.name, {}).get("negatives_repeat", 1)),
+        )
+        for s in sources
+    ]
+
+
+def _weight_note(s: Source) -> str:
+    notes = []
+    if s.repeat > 1:
+        notes.append(f"each train photo listed {s.repeat} times")
+    if s.negatives_repeat > s.repeat:
+        notes.append(f"train photos with nothing to find listed {s.negatives_repeat} times")
+    return f" Weight: {'; '.join(notes)}." if notes else ""
 
 
 def register_run(
@@ -102,8 +134,8 @@ def register_run(
         print(f"exporting {dest} to OpenVINO", file=sys.stderr)
         export_openvino(dest, imgsz, out / "openvino")
     train_args = yaml.safe_load((run_dir / "args.yaml").read_text())
-    init, added = read_run_record(run_dir)
-    trained_on = sources + added
+    init, added, weights = read_run_record(run_dir)
+    trained_on = _weighted(sources + added, weights)
     data_yaml = Path(str(train_args.get("data", "")))
     int8 = openvino and nncf_installed() and data_yaml.is_file()
     if int8:
@@ -176,7 +208,12 @@ def register_run(
         "conf": conf,
         "epochs": epochs_done,
         "exports": ["onnx", *(["openvino"] if openvino else []), *(["openvino-int8"] * int8)],
-        "training_data": [{"name": s.name, "licence": s.licence} for s in trained_on],
+        "training_data": [
+            {"name": s.name, "licence": s.licence}
+            | ({"repeat": s.repeat} if s.repeat > 1 else {})
+            | ({"negatives_repeat": s.negatives_repeat} if s.negatives_repeat > s.repeat else {})
+            for s in trained_on
+        ],
         "metrics": _headline(metrics),
     }
     first = "served" not in det_reg
@@ -313,7 +350,9 @@ def _card(
                     f"| {name} | {cls} | {i['tp']} | {i['fp']} | {i['fn']} | {i['tn']} | "
                     f"{_n(i['precision'])} | {_n(i['recall'])} | {_n(i['f1'])} |"
                 )
-    data = "\n".join(f"- **{s.name}** — {s.licence}. {s.attribution}" for s in sources)
+    data = "\n".join(
+        f"- **{s.name}** — {s.licence}. {s.attribution}{_weight_note(s)}" for s in sources
+    )
     nl = "\n"
     return f"""# Detector {version}
 

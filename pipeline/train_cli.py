@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or cache / "runs" / "detector"
     if not args.resume:  # for the card (`models add`): what ultralytics does not record
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / RUN_RECORD).write_text(run_record_doc(args.init, added))
+        (run_dir / RUN_RECORD).write_text(run_record_doc(args.init, added, sources + added))
     best = train_detector(
         summary.yaml_path,
         run_dir,

@@ -4,6 +4,7 @@ export to ONNX and OpenVINO, register, serve through the registry, `streetlens e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -93,7 +94,14 @@ def test_train_export_serve_evaluate_promote(
     # What `streetlens train --init W --add-source D` records: the card says both; the frozen
     # split and so the evaluation stay the manifest's.
     crew = Source("crew-verified-toy", tmp_path, {0: 0}, licence="the city's records")
-    (run / RUN_RECORD).write_text(run_record_doc(Path("models/detector/t0/weights.pt"), [crew]))
+    # The source weights the run trained with go on record too (today's manifest may differ).
+    weighted = [
+        dataclasses.replace(sources[0], repeat=2),
+        dataclasses.replace(crew, negatives_repeat=3),
+    ]
+    (run / RUN_RECORD).write_text(
+        run_record_doc(Path("models/detector/t0/weights.pt"), [crew], weighted)
+    )
 
     out = register_run(
         run_dir=run, version="t1", models_dir=models, cache_dir=tmp_path / "cache",
@@ -102,10 +110,12 @@ def test_train_export_serve_evaluate_promote(
     reg = load_registry(models)
     assert reg["detector"]["served"] == "t1"
     entry = reg["detector"]["versions"]["t1"]
-    assert entry["training_data"][0] == {"name": "toy", "licence": "generated"}
+    assert entry["training_data"][0] == {"name": "toy", "licence": "generated", "repeat": 2}
+    assert entry["training_data"][1] == {"name": "toy-negatives", "licence": "generated"}
     assert entry["training_data"][-1] == {
         "name": "crew-verified-toy",
         "licence": "the city's records",
+        "negatives_repeat": 3,
     }
     assert (out / "model.onnx").is_file() and (out / "openvino" / "model.xml").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
@@ -115,6 +125,8 @@ def test_train_export_serve_evaluate_promote(
     card = (out / "card.md").read_text()
     assert "Detector t1" in card and "toy-negatives" in card and "numpy" in card
     assert "**crew-verified-toy** — the city's records" in card
+    assert "Weight: each train photo listed 2 times." in card
+    assert "Weight: train photos with nothing to find listed 3 times." in card
     assert "fine-tuned from `models/detector/t0/weights.pt`" in card
     # The phone-photo augmentations really ran (ultralytics drops them without albumentations).
     assert "MotionBlur p=0.15" in card and "ImageCompression p=0.2" in card
