@@ -68,6 +68,16 @@ def read_run_record(run_dir: Path) -> tuple[str | None, list[Source], dict[str, 
     return doc.get("init_weights"), added, dict(doc.get("source_weights") or {})
 
 
+def architecture(weights: Path, train_args: dict) -> str:
+    """The network's YAML: a fine-tune's args name the weights it started from instead."""
+    import torch
+
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    model = ckpt.get("model") or ckpt.get("ema")
+    yaml_file = (getattr(model, "yaml", None) or {}).get("yaml_file")
+    return str(yaml_file or train_args.get("model"))
+
+
 def _weighted(sources: list[Source], weights: dict[str, dict[str, int]]) -> list[Source]:
     """The sources as the run weighted them (its record, not today's manifest)."""
     return [
@@ -86,7 +96,7 @@ def _weight_note(s: Source) -> str:
         notes.append(f"each train photo listed {s.repeat} times")
     if s.negatives_repeat > s.repeat:
         notes.append(f"train photos with nothing to find listed {s.negatives_repeat} times")
-    return f" Weight: {'; '.join(notes)}." if notes else ""
+    return f" (weight in training: {'; '.join(notes)})" if notes else ""
 
 
 def register_run(
@@ -134,6 +144,7 @@ def register_run(
         print(f"exporting {dest} to OpenVINO", file=sys.stderr)
         export_openvino(dest, imgsz, out / "openvino")
     train_args = yaml.safe_load((run_dir / "args.yaml").read_text())
+    train_args["model"] = architecture(dest, train_args)
     init, added, weights = read_run_record(run_dir)
     trained_on = _weighted(sources + added, weights)
     data_yaml = Path(str(train_args.get("data", "")))

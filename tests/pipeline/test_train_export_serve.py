@@ -21,7 +21,7 @@ pytest.importorskip("ultralytics", reason="the `train` extra is not installed")
 from pipeline.cli import main as cli
 from pipeline.errors import ConfigError, PromotionRefused
 from pipeline.frozen_split import drift, load_frozen_split, write_frozen_split
-from pipeline.modelcard import RUN_RECORD, register_run, run_record_doc
+from pipeline.modelcard import RUN_RECORD, architecture, register_run, run_record_doc
 from pipeline.promote import promote
 from pipeline.registry import load_registry, save_registry, served_detector
 from vision.dataset import Source, build_dataset, load_sources
@@ -91,6 +91,8 @@ def test_train_export_serve_evaluate_promote(
     )  # fmt: skip
     for layer in _class_head(tuned):
         assert np.abs(layer.weight.detach().float().numpy() - HEAD_MARK).max() < 0.02
+    # Its card names the network, not the weights it started from (what its args.yaml says).
+    assert architecture(tuned, {"model": str(init)}) == "yolo11n-seg.yaml"
     # What `streetlens train --init W --add-source D` records: the card says both; the frozen
     # split and so the evaluation stay the manifest's.
     crew = Source("crew-verified-toy", tmp_path, {0: 0}, licence="the city's records")
@@ -125,8 +127,8 @@ def test_train_export_serve_evaluate_promote(
     card = (out / "card.md").read_text()
     assert "Detector t1" in card and "toy-negatives" in card and "numpy" in card
     assert "**crew-verified-toy** — the city's records" in card
-    assert "Weight: each train photo listed 2 times." in card
-    assert "Weight: train photos with nothing to find listed 3 times." in card
+    assert "(weight in training: each train photo listed 2 times)" in card
+    assert "(weight in training: train photos with nothing to find listed 3 times)" in card
     assert "fine-tuned from `models/detector/t0/weights.pt`" in card
     # The phone-photo augmentations really ran (ultralytics drops them without albumentations).
     assert "MotionBlur p=0.15" in card and "ImageCompression p=0.2" in card
