@@ -14,6 +14,7 @@ and p90 |area error| and how often the 5-95% interval holds the truth, per seed 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -29,22 +30,23 @@ from vision.image import decode  # noqa: E402
 from vision.measure import Pose  # noqa: E402
 from vision.measure_best import measure_best  # noqa: E402
 
-TILT_SIGMA_DEG, HEIGHT_SIGMA_M = 5.0, 0.2
+sys.path.insert(0, str(REPO / "bench"))
+from measure import noisy_pose  # noqa: E402
+
 MODES = ("both noisy", "height exact", "tilt exact")
 
 
 def reported_pose(c: TruthCase, rng: np.random.Generator, mode: str) -> Pose:
-    """The pose the app sends: the truth plus noise, with the sigma it claims."""
-    p = c.pose
-    h = float(np.clip(p["camera_height_m"] + rng.normal(0, HEIGHT_SIGMA_M), 0.3, 5.0))
-    pitch = float(np.clip(p["pitch_deg"] + rng.normal(0, TILT_SIGMA_DEG), -89.0, 89.0))
-    roll = float(p["roll_deg"] + rng.normal(0, TILT_SIGMA_DEG))
-    h_sigma, tilt_sigma = HEIGHT_SIGMA_M, TILT_SIGMA_DEG
+    """The pose the app sends (bench/measure.py's noise), one part made exact for a mode."""
+    pose, p = noisy_pose(c, rng), c.pose
     if mode == "height exact":  # as an AR ground plane would give it
-        h, h_sigma = p["camera_height_m"], 0.005
-    elif mode == "tilt exact":
-        pitch, roll, tilt_sigma = p["pitch_deg"], p["roll_deg"], 0.1
-    return Pose(h, pitch, roll, h_sigma, tilt_sigma, tilt_sigma, "device")
+        return dataclasses.replace(pose, height_m=p["camera_height_m"], height_sigma_m=0.005)
+    if mode == "tilt exact":
+        return dataclasses.replace(
+            pose, pitch_deg=p["pitch_deg"], roll_deg=p["roll_deg"],
+            pitch_sigma_deg=0.1, roll_sigma_deg=0.1,
+        )  # fmt: skip
+    return pose
 
 
 def score(rows: list[tuple[float, bool]]) -> str:

@@ -162,13 +162,10 @@ def build_dataset(
                 copies = 1
                 if split == "train":
                     copies = src.repeat if lines else max(src.repeat, src.negatives_repeat)
-                for k in range(copies):
+                text = "\n".join(lines) + ("\n" if lines else "")
+                for k in range(copies):  # the folders were emptied above: nothing to replace
                     stem = f"{src.name}__{img.stem}" + (f"__w{k}" if k else "")
-                    link = img_out / f"{stem}{img.suffix.lower()}"
-                    if link.is_symlink() or link.exists():
-                        link.unlink()
-                    os.symlink(img.resolve(), link)
-                    text = "\n".join(lines) + ("\n" if lines else "")
+                    os.symlink(img.resolve(), img_out / f"{stem}{img.suffix.lower()}")
                     (lbl_out / f"{stem}.txt").write_text(text)
                 if copies > 1:
                     summary.extra_listings[src.name] = (
