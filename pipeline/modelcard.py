@@ -319,6 +319,17 @@ def _epochs_text(done: int, train_args: dict) -> str:
     return f"{done} epoch(s) of {train_args.get('epochs')} planned"
 
 
+def _where(train_args: dict) -> str:
+    """Where it trained: `streetlens train` runs on the CPU; `vision.train_pack` on a GPU."""
+    device = str(train_args.get("device") or "cpu")
+    if device == "cpu":
+        return "on CPU"
+    return (
+        f"on GPU {device} (`python -m vision.train_pack` on a `streetlens train --pack` set: "
+        "the same listings, photos shrunk to the training size as WebP)"
+    )
+
+
 def _scopes(metrics: dict) -> dict[str, dict]:
     """Each source's numbers, then all sources together."""
     return {**metrics["sources"], "all": metrics["all"]}
@@ -370,8 +381,9 @@ def _card(
 Segmentation detector for {", ".join(classes)}: ultralytics `{train_args.get("model")}` trained
 by `streetlens train` (no hub weights){f", fine-tuned from `{init}`" if init else ""},
 {_epochs_text(epochs_done, train_args)}, at {train_args.get("imgsz")} px,
-batch {train_args.get("batch")}, on CPU. Augmentations: {_augment_text(train_args)}. Served from
-its OpenVINO export (`openvino/model.xml`) when OpenVINO is installed, else its ONNX export
+batch {train_args.get("batch")}, {_where(train_args)}.
+Augmentations: {_augment_text(train_args)}. Served from its OpenVINO export
+(`openvino/model.xml`) when OpenVINO is installed, else its ONNX export
 (`model.onnx`) by ONNX Runtime: the same post-processing either way.
 
 ## Serving threshold

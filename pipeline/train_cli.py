@@ -43,6 +43,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra = summary.extra_listings.get(name)
         weight = f"  (+{extra} repeated train listings)" if extra else ""
         print(f"{name:<24} images {counts}  instances {inst}{weight}", file=sys.stderr)
+    if args.pack:
+        return _pack(args, summary.yaml_path, run_record_doc(args.init, added, sources + added))
     prepare_ultralytics(cache / "ultralytics")
     run_dir = args.run_dir or cache / "runs" / "detector"
     if not args.resume:  # for the card (`models add`): what ultralytics does not record
@@ -59,6 +61,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         hours=args.hours,
     )
     print(f"trained: {best}\nregister it with: streetlens models add {run_dir} --version vN")
+    return 0
+
+
+def _pack(args: argparse.Namespace, data_yaml: Path, record: str) -> int:
+    """`streetlens train --pack DIR`: the built set, small, for training on another machine."""
+    from pipeline.modelcard import RUN_RECORD
+    from vision.pack import pack_dataset
+
+    s = pack_dataset(data_yaml, args.pack, imgsz=args.imgsz, progress=True)
+    (args.pack / RUN_RECORD).write_text(record)
+    listed = ", ".join(f"{k} {v}" for k, v in s.listings.items())
+    print(f"packed {s.photos} photos ({listed} listings), {s.bytes / 2**20:.1f} MiB in {args.pack}")
+    init = f" --init {args.init}" if args.init else ""
+    print(f"train there: python -m vision.train_pack {args.pack}{init} --hours H --out RUN")
     return 0
 
 
@@ -197,6 +213,13 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
         " schedule, mosaic's end) is re-planned after each epoch to fit",
     )
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    t.add_argument(
+        "--pack",
+        type=Path,
+        metavar="DIR",
+        help="only build the set and pack it into DIR (each photo once, shrunk to --imgsz) for "
+        "training on another machine: python -m vision.train_pack (docs/operations.md)",
+    )
     t.add_argument(
         "--add-source",
         type=Path,

@@ -95,8 +95,15 @@ def train_detector(
     seed: int = 0,
     plots: bool = True,
     hours: float | None = None,
+    device: str = "cpu",
+    cache: bool = False,
 ) -> Path:
-    """Train (or resume, or fine-tune) and return the best weights' path."""
+    """Train (or resume, or fine-tune) and return the best weights' path.
+
+    `device` is ultralytics' ("cpu", or a GPU's index, "0"); training stays in float32 on a
+    GPU too (ultralytics' mixed-precision check downloads a model, which an offline machine
+    cannot). `cache` keeps the decoded photos in memory (worth it where the GPU outruns the
+    loaders)."""
     from ultralytics import YOLO
 
     # Ultralytics files a relative `project` under its own runs/<task>/ folder: make it absolute.
@@ -106,7 +113,7 @@ def train_detector(
         if not last.exists():
             raise ModelUnavailable(f"nothing to resume: {last} does not exist")
         model = YOLO(str(last))
-        model.train(resume=True, device="cpu", amp=False, workers=workers)
+        model.train(resume=True, device=device, amp=False, workers=workers)
     else:
         if init_weights is not None:
             if not init_weights.exists():
@@ -133,9 +140,10 @@ def train_detector(
             epochs=epochs,
             imgsz=imgsz,
             batch=batch,
-            device="cpu",
+            device=device,
             amp=False,
             workers=workers,
+            cache=cache,
             project=str(run_dir.parent),
             name=run_dir.name,
             exist_ok=True,
