@@ -21,8 +21,11 @@ FX = 26.0 * math.hypot(W, H) / 43.27
 TRUE = {"height": 1.5, "pitch": 38.0, "roll": 4.0}
 
 
-def road_photo(pitch: float, roll: float, height: float, seed: int = 0) -> np.ndarray:
-    """An isotropic asphalt-like texture (1 cm texels, 20 m square) photographed on the ground."""
+def road_photo(
+    pitch: float, roll: float, height: float, seed: int = 0, grain: float = 1.0
+) -> np.ndarray:
+    """An isotropic asphalt-like texture (1 cm texels, 20 m square) photographed on the ground;
+    `grain` != 1 stretches it along the line of sight (its own anisotropy)."""
     rng = np.random.default_rng(seed)
     n = 2000
     tex = sum(
@@ -31,7 +34,7 @@ def road_photo(pitch: float, roll: float, height: float, seed: int = 0) -> np.nd
     )
     tex = np.clip(128 + 40 * tex / tex.std(), 0, 255).astype(np.uint8)
     side = 20.0 / n  # metres per texel; texel (i, j) -> ground X = (i - n/2) * side, Y = ...
-    tex_to_ground = np.array([[side, 0, -10.0], [0, -side, 10.0 + 1.0], [0, 0, 1]])
+    tex_to_ground = np.array([[side, 0, -10.0], [0, -side * grain, 10.0 * grain + 1.0], [0, 0, 1]])
     hg = camera.ground_to_image(FX, W / 2, H / 2, pitch, roll, height)
     img = cv2.warpPerspective(tex, hg @ tex_to_ground, (W, H), flags=cv2.INTER_LINEAR)
     return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
@@ -94,9 +97,26 @@ def test_photo_corrects_a_wrong_pitch_reading(photo: np.ndarray) -> None:
     blind = measure_best(poly, CAPTURE, pose=reading, samples=128)
     seeing = measure_best(poly, CAPTURE, pose=reading, samples=128, rgb=photo)
     assert seeing.method == blind.method == "ground-plane"
-    assert abs(seeing.area_m2 / area - 1) < 0.5 * abs(blind.area_m2 / area - 1)
+    # The texture's own anisotropy is a nuisance of the reading (measure_tilt.OWN_SIGMA): on a
+    # perfectly isotropic road it corrects less than the level alone would (0.55 of the blind
+    # error here, was under 0.5), and far more where the road's grain has a direction.
+    assert abs(seeing.area_m2 / area - 1) < 0.65 * abs(blind.area_m2 / area - 1)
     assert seeing.area_m2_interval[0] <= area <= seeing.area_m2_interval[1]
     assert "road texture" in seeing.assumptions and "road texture" not in blind.assumptions
+
+
+def test_a_road_with_grain_along_the_view_is_not_read_as_steeper() -> None:
+    """Grain stretched 1.25x along the line of sight looks like less foreshortening: read from
+    the squeeze's level alone the pitch came out 11.5 deg too steep; with the texture's own
+    anisotropy as a nuisance, within 3 deg. (Grain squeezed across the view still misleads
+    it, toward a shallower pitch: docs/measuring.md.)"""
+    photo = road_photo(TRUE["pitch"], TRUE["roll"], TRUE["height"], grain=1.25)
+    poly, _ = ground_square(TRUE["pitch"], TRUE["roll"], TRUE["height"])
+    reading = Pose(1.5, TRUE["pitch"] + 5.0, TRUE["roll"] - 3.0, 0.2, 5.0, 5.0, "device")
+    t = read_tilt(photo, FX, (W, H), reading, [poly])
+    assert t is not None
+    i = np.unravel_index(np.argmax(t.loglik), t.loglik.shape)[0]
+    assert t.pitch_deg[i] == pytest.approx(TRUE["pitch"], abs=3.0)
 
 
 def test_blank_photo_falls_back_to_the_pose() -> None:
