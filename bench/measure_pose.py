@@ -65,6 +65,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100, help="photos per set (seed 0: 60, the bench's)")
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument(
+        "--road",
+        choices=("photo", "isotropic"),
+        default="photo",
+        help="isotropic: the same cases with each road's grain re-synthesised without a direction",
+    )
     args = ap.parse_args()
     s = Settings()
     cache = args.cache_dir or (s.cache_dir or s.home / "cache") / "bench-measure"
@@ -72,7 +78,9 @@ def main() -> None:
     for seed in args.seeds:
         cases = [
             c
-            for c in generate(s.data_dir, 60 if seed == 0 else args.n, seed=seed, cache_dir=cache)
+            for c in generate(
+                s.data_dir, 60 if seed == 0 else args.n, seed=seed, cache_dir=cache, road=args.road
+            )
             if c.surface == "ground"
         ]
         for mode in MODES:
@@ -90,7 +98,10 @@ def main() -> None:
                     continue
                 lo, hi = m.area_m2_interval
                 rows.append((abs(m.area_m2 / c.area_m2 - 1.0), lo <= c.area_m2 <= hi))
-    print("ground plane, true outline; |area error| median and p90, cover = truth in the interval")
+    print(
+        f"ground plane ({args.road} roads), true outline; |area error| median and p90, "
+        "cover = truth in the interval"
+    )
     print(f"{'noise':14s} {'seed':>6s} {'n':>4s} {'median':>7s} {'p90':>7s} {'cover':>6s}")
     for mode in MODES:
         for seed, rows in results[mode].items():

@@ -29,6 +29,7 @@ WIDTH, HEIGHT = 1600, 1200
 SUPER = 2  # supersampling factor: edges and the card's cells render without aliasing
 CARD_CELL_PX = 40  # card texture resolution; the black square is 6 cells = MARKER_SIDE_M
 ROAD_SOURCES = ("potholes-seg", "cracks-potholes-brazil")
+ROADS = ("photo", "isotropic")
 WALL_SOURCES = ("facades-negatives-spb",)
 VERSION = 1
 
@@ -53,11 +54,18 @@ class TruthCase:
 
 
 def generate(
-    data_dir: Path, n: int, *, seed: int = 0, cache_dir: Path | None = None
+    data_dir: Path, n: int, *, seed: int = 0, cache_dir: Path | None = None, road: str = "photo"
 ) -> list[TruthCase]:
-    """n cases: alternately ground and wall every third, half of each with a marker card."""
+    """n cases: alternately ground and wall every third, half of each with a marker card.
+
+    road="isotropic" re-synthesises each road crop with the same grain and no direction (its
+    radially averaged power spectrum, random phases): what the tilt reader assumes a road to
+    be, for measuring what the photos' own perspective costs it (bench/measure_pose.py)."""
+    if road not in ROADS:
+        raise ValueError(f"road must be one of {ROADS}, not {road!r}")
+    key = seed if road == "photo" else f"{seed}-{road}"
     if cache_dir is not None:
-        cached = _load(cache_dir, n, seed)
+        cached = _load(cache_dir, n, key)
         if cached is not None:
             return cached
     roads = _sources(data_dir, ROAD_SOURCES)
@@ -69,10 +77,12 @@ def generate(
         with_marker = (i // 3) % 2 == 0 if surface == "wall" else i % 2 == 0
         files = walls if surface == "wall" else roads
         texture = _texture(files[int(rng.integers(len(files)))], surface, rng)
+        if road == "isotropic" and surface == "ground":  # own phases: the same poses and objects
+            texture = _isotropic(texture, np.random.default_rng([seed, i, 1]))
         render = _ground_case if surface == "ground" else _wall_case
         cases.append(render(f"gt-{seed}-{i:03d}", texture, with_marker, rng))
     if cache_dir is not None:
-        _save(cache_dir, n, seed, cases)
+        _save(cache_dir, n, key, cases)
     return cases
 
 
@@ -104,6 +114,25 @@ def _texture(path: Path, surface: str, rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(
         cv2.resize(crop, (1024, 1024), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
     )
+
+
+def _isotropic(tex: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The texture's grain without its direction: each channel's power spectrum averaged over
+    directions (256 rings), one set of random phases for all three, mean and spread kept."""
+    n = tex.shape[0]
+    f = np.fft.fftfreq(n)
+    ring = np.hypot(*np.meshgrid(f, f, indexing="ij"))
+    ring = np.minimum((ring / ring.max() * 256).astype(int), 255).ravel()
+    count = np.maximum(np.bincount(ring, minlength=256), 1)
+    phase = np.exp(2j * np.pi * rng.random((n, n)))
+    out = np.empty(tex.shape, np.float64)
+    for ch in range(tex.shape[2]):
+        x = tex[..., ch].astype(np.float64)
+        power = np.abs(np.fft.fft2(x - x.mean())).ravel() ** 2
+        amp = np.sqrt(np.bincount(ring, power, 256) / count)[ring].reshape(n, n)
+        y = np.real(np.fft.ifft2(amp * phase))
+        out[..., ch] = (y - y.mean()) / (y.std() + 1e-9) * x.std() + x.mean()
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _camera(rng: np.random.Generator) -> tuple[float, float, np.ndarray]:
@@ -388,11 +417,11 @@ def _finish(
     )
 
 
-def _cache_path(cache_dir: Path, n: int, seed: int) -> Path:
+def _cache_path(cache_dir: Path, n: int, seed: int | str) -> Path:
     return Path(cache_dir) / f"groundtruth-v{VERSION}-seed{seed}-n{n}"
 
 
-def _save(cache_dir: Path, n: int, seed: int, cases: list[TruthCase]) -> None:
+def _save(cache_dir: Path, n: int, seed: int | str, cases: list[TruthCase]) -> None:
     """Write the cases as JPEGs plus one JSON of the truth."""
     d = _cache_path(cache_dir, n, seed)
     d.mkdir(parents=True, exist_ok=True)
@@ -405,7 +434,7 @@ def _save(cache_dir: Path, n: int, seed: int, cases: list[TruthCase]) -> None:
     (d / "truth.json").write_text(json.dumps(rows))
 
 
-def _load(cache_dir: Path, n: int, seed: int) -> list[TruthCase] | None:
+def _load(cache_dir: Path, n: int, seed: int | str) -> list[TruthCase] | None:
     """The cached cases, or None when absent or unreadable."""
     d = _cache_path(cache_dir, n, seed)
     try:

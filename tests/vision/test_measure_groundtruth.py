@@ -66,3 +66,35 @@ def test_exact_pose_ground_cases_meet_five_percent_median(cases: list[TruthCase]
         assert m.method == "ground-plane"
         errors.append(abs(m.area_m2 / c.area_m2 - 1))
     assert np.median(errors) <= 0.05, errors
+
+
+def test_isotropic_roads_keep_the_cases_and_lose_the_direction(
+    data_dir: Path, cases: list[TruthCase], tmp_path: Path
+) -> None:
+    """`road="isotropic"`: the same poses, objects and walls; each road crop keeps its grain
+    (power per ring of the spectrum) and loses its direction; cached apart from the photos."""
+    from vision.groundtruth import _isotropic
+
+    iso = generate(data_dir, 3, seed=7, road="isotropic", cache_dir=tmp_path)
+    for a, b in zip(iso, cases[:3], strict=True):
+        assert a.pose == b.pose and np.allclose(a.polygon_px, b.polygon_px)
+        assert (a.jpeg == b.jpeg) == (a.surface == "wall")
+    assert generate(data_dir, 3, seed=7, cache_dir=tmp_path)[0].jpeg == cases[0].jpeg
+
+    # A texture with a strong direction (stripes) comes back without it, grain kept.
+    rng = np.random.default_rng(0)
+    y = np.arange(256)[:, None]
+    stripes = 128 + 60 * np.sin(y / 3.0) + rng.normal(0, 5, (256, 256))
+    tex = np.repeat(np.clip(stripes, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+    def direction(img: np.ndarray) -> float:
+        g = img[..., 0].astype(float)
+        gy, gx = np.gradient(g)
+        jxx, jyy, jxy = (gx * gx).mean(), (gy * gy).mean(), (gx * gy).mean()
+        return float(np.hypot(jxx - jyy, 2 * jxy) / (jxx + jyy))
+
+    out = _isotropic(tex, np.random.default_rng(1))
+    assert direction(tex) > 0.8 and direction(out) < 0.1
+    assert abs(out[..., 0].std() - tex[..., 0].std()) < 0.05 * tex[..., 0].std()
+    with pytest.raises(ValueError, match="road must be one of"):
+        generate(data_dir, 1, road="painted")
