@@ -147,8 +147,8 @@ def register_run(
     train_args["model"] = architecture(dest, train_args)
     init, added, weights = read_run_record(run_dir)
     trained_on = _weighted(sources + added, weights)
-    data_yaml = Path(str(train_args.get("data", "")))
-    int8 = openvino and nncf_installed() and data_yaml.is_file()
+    data_yaml = calibration_set(train_args, cache_dir)
+    int8 = openvino and nncf_installed() and data_yaml is not None
     if int8:
         print(f"quantizing {dest} to 8-bit OpenVINO (calibrated on {data_yaml})", file=sys.stderr)
         export_openvino(dest, imgsz, out / "openvino-int8", int8_data=data_yaml)
@@ -254,6 +254,17 @@ registered.
 
 ![training curves]({png})
 """
+
+
+def calibration_set(train_args: dict, cache_dir: Path) -> Path | None:
+    """The data.yaml whose val photos calibrate the 8-bit export: the run's own set, or for a
+    run made elsewhere (`vision.train_pack`, its set unpacked there) the one built here."""
+    from pipeline.train_cli import dataset_dir
+
+    for candidate in (Path(str(train_args.get("data", ""))), dataset_dir(cache_dir) / "data.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _epochs_done(run_dir: Path) -> int:

@@ -122,3 +122,18 @@ def test_the_card_says_where_it_trained() -> None:
     assert _where({"device": "cpu"}) == "on CPU"
     assert _where({}) == "on CPU"
     assert _where({"device": "0"}).startswith("on GPU 0 (`python -m vision.train_pack`")
+
+
+def test_a_run_made_elsewhere_is_calibrated_on_the_set_built_here(tmp_path: Path) -> None:
+    from pipeline.modelcard import calibration_set
+    from pipeline.train_cli import dataset_dir
+
+    own = tmp_path / "own.yaml"
+    own.write_text("names: {}\n")
+    assert calibration_set({"data": str(own)}, tmp_path / "cache") == own
+    elsewhere = {"data": "/tmp/work-on-the-gpu-machine/dataset/data.yaml"}
+    assert calibration_set(elsewhere, tmp_path / "cache") is None  # nothing built here
+    here = dataset_dir(tmp_path / "cache") / "data.yaml"
+    here.parent.mkdir(parents=True)
+    here.write_text("names: {}\n")
+    assert calibration_set(elsewhere, tmp_path / "cache") == here
