@@ -137,3 +137,28 @@ def test_a_run_made_elsewhere_is_calibrated_on_the_set_built_here(tmp_path: Path
     here.parent.mkdir(parents=True)
     here.write_text("names: {}\n")
     assert calibration_set(elsewhere, tmp_path / "cache") == here
+
+
+def test_streetlens_train_pack_builds_packs_and_records_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main as cli
+
+    data = tmp_path / "data"
+    make_toy_source(data / "toy", n_train=3, n_val=2, size=200)
+    toy = {"name": "toy", "path": "toy", "map": {0: 0}, "licence": "generated", "repeat": 2}
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"classes": ["pothole"], "sources": [toy]}))
+    monkeypatch.setenv("STREETLENS_DATA_DIR", str(data))
+    monkeypatch.setenv("STREETLENS_HOME", str(tmp_path / "home"))
+    pack = tmp_path / "pack"
+    argv = ["train", "--pack", str(pack), "--sources", str(manifest), "--imgsz", "96"]
+    assert cli([*argv, "--init", "models/detector/vX/weights.pt"]) == 0
+    out = capsys.readouterr().out
+    assert "packed 5 photos (train 6, val 2 listings)" in out
+    assert "python -m vision.train_pack" in out and "--init models/detector/vX/weights.pt" in out
+    record = yaml.safe_load((pack / "streetlens-run.yaml").read_text())
+    assert record["init_weights"] == "models/detector/vX/weights.pt"
+    assert record["source_weights"] == {"toy": {"repeat": 2, "negatives_repeat": 1}}
+    assert not (tmp_path / "home" / "cache" / "runs").exists()  # nothing trained here
+    assert unpack(pack, tmp_path / "there")[1] == 96
