@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.settings import Settings  # noqa: E402
-from vision.groundtruth import TruthCase, generate  # noqa: E402
+from vision.groundtruth import ROADS, TruthCase, generate  # noqa: E402
 from vision.image import decode  # noqa: E402
 from vision.measure import Pose  # noqa: E402
 from vision.measure_best import measure_best  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument(
         "--road",
-        choices=("photo", "isotropic"),
+        choices=ROADS,
         default="photo",
         help="isotropic: the same cases with each road's grain re-synthesised without a direction",
     )

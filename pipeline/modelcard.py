@@ -22,11 +22,7 @@ from pipeline.model_charts import (
 )
 from pipeline.registry import ModelVersion, load_registry, save_registry
 from vision.dataset import Source
-
-# Written by `streetlens train` into its run: what ultralytics does not record there, the
-# weights it was fine-tuned from (`--init`) and the sets it trained on beside the manifest's
-# (`--add-source`, e.g. the city's crew-verified photos), so that the card says both.
-RUN_RECORD = "streetlens-run.yaml"
+from vision.train import RUN_RECORD
 
 
 def run_record_doc(

@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import yaml
 
 from vision.errors import DatasetError
@@ -39,8 +40,6 @@ def pack_dataset(
     data_yaml: Path, out: Path, *, imgsz: int = 416, quality: int = 75, progress: bool = False
 ) -> PackSummary:
     """Pack the set `build_dataset` wrote (its data.yaml) into `out` (emptied first)."""
-    import cv2
-
     data = yaml.safe_load(Path(data_yaml).read_text())
     root = Path(data["path"])
     if out.exists():
@@ -58,7 +57,7 @@ def pack_dataset(
             name = photo_of.get(real)
             if name is None:
                 name = f"{len(photo_of):05d}.webp"
-                _shrink(Path(real), out / "photos" / name, imgsz, quality, cv2)
+                _shrink(Path(real), out / "photos" / name, imgsz, quality)
                 photo_of[real] = name
             label = root / "labels" / split / f"{listing.stem}.txt"
             rows.append([listing.stem, name, label.read_text() if label.exists() else ""])
@@ -71,7 +70,7 @@ def pack_dataset(
     return PackSummary(len(photo_of), {s: len(r) for s, r in index["splits"].items()}, size)
 
 
-def _shrink(src: Path, dst: Path, imgsz: int, quality: int, cv2) -> None:
+def _shrink(src: Path, dst: Path, imgsz: int, quality: int) -> None:
     img = cv2.imread(str(src), cv2.IMREAD_COLOR)
     if img is None:
         raise DatasetError(f"{src}: not a photo OpenCV can read")

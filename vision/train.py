@@ -9,6 +9,12 @@ from typing import Any
 
 from vision.errors import ModelUnavailable
 
+# Written by `streetlens train` into its run (and carried by a pack to `vision.train_pack`'s):
+# what ultralytics does not record there, the weights it was fine-tuned from (`--init`) and the
+# sets it trained on beside the manifest's (`--add-source`, e.g. the city's crew-verified
+# photos) and their weights, so that the card (pipeline/modelcard.py) says them.
+RUN_RECORD = "streetlens-run.yaml"
+
 
 def prepare_ultralytics(config_dir: Path, threads: int | None = None) -> None:
     """Make ultralytics work offline: no hub, no auto-install, a local font; use all cores."""

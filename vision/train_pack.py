@@ -17,9 +17,7 @@ import tempfile
 from pathlib import Path
 
 from vision.pack import unpack
-from vision.train import prepare_ultralytics, train_detector
-
-RUN_RECORD = "streetlens-run.yaml"  # pipeline.modelcard's name; the pack carries the record
+from vision.train import RUN_RECORD, prepare_ultralytics, train_detector
 
 
 def main(argv: list[str] | None = None) -> int:
